@@ -1,0 +1,24 @@
+//! perisco's engine: the event model, component traits, config loading and validation,
+//! the running topology (bounded channels of batches, reload, drain) and the api.
+//!
+//! It knows no concrete component: the binary supplies the closed list through
+//! [`component::Components`].
+
+pub mod api;
+pub mod component;
+pub mod config;
+pub mod event;
+pub mod health;
+pub mod metrics;
+pub mod record;
+pub mod testing;
+pub mod topology;
+
+pub use component::{
+    BoxError, BuildContext, ComponentConfig, Components, FunctionTransform, Kind, Sink, SinkConfig, SinkContext,
+    Source, SourceConfig, SourceContext, SourceOutput, TransformConfig, ValueError,
+};
+pub use config::{Config, ConfigError, ConfigErrors};
+pub use event::{DataType, Event};
+pub use record::now_ns;
+pub use topology::{BatchReceiver, RunningTopology, ShutdownSignal};

@@ -1,0 +1,1 @@
+//! pcap source: pcap/pcapng files, TCP reassembled into socket-data events

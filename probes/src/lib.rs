@@ -1,0 +1,1 @@
+//! ebpf_socket source: aya loader for the kernel programs in probes/ebpf

@@ -1,0 +1,1 @@
+//! hubble (observer API) and prometheus_exporter sinks

@@ -1,0 +1,1 @@
+//! sinks: file, http, elasticsearch, kafka, with shared batching, retry and buffering

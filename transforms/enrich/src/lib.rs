@@ -1,0 +1,1 @@
+//! enrich transform: Kubernetes metadata

@@ -1,0 +1,1 @@
+//! filter and remap transforms (VRL)
