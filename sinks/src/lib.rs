@@ -1,1 +1,3 @@
-//! sinks: file, http, elasticsearch, kafka, with shared batching, retry and buffering
+//! Sinks: where records leave perisco.
+
+pub mod file;
