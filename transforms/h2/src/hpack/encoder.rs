@@ -29,7 +29,12 @@ impl Default for Encoder {
 
 impl Encoder {
     pub fn new() -> Self {
-        Encoder { table: Vec::new(), size: 0, capacity: 4096, huffman: true }
+        Encoder {
+            table: Vec::new(),
+            size: 0,
+            capacity: 4096,
+            huffman: true,
+        }
     }
 
     /// Use Huffman for strings when shorter (default: true).
@@ -46,9 +51,17 @@ impl Encoder {
 
     /// Encode a header list: indexed when the pair is known, otherwise a literal with
     /// incremental indexing (never-indexed for authorization and cookie values).
-    pub fn encode<'a>(&mut self, headers: impl IntoIterator<Item = (&'a str, &'a str)>, dst: &mut Vec<u8>) {
+    pub fn encode<'a>(
+        &mut self,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        dst: &mut Vec<u8>,
+    ) {
         for (n, v) in headers {
-            let how = if n == "authorization" || n == "cookie" { Indexing::Never } else { Indexing::Incremental };
+            let how = if n == "authorization" || n == "cookie" {
+                Indexing::Never
+            } else {
+                Indexing::Incremental
+            };
             self.field(n.as_bytes(), v.as_bytes(), how, dst);
         }
     }

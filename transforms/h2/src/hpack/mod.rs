@@ -101,7 +101,10 @@ impl Decoder {
 
     /// A decoder whose table may already hold entries we never saw.
     pub fn partial() -> Self {
-        Decoder { partial: true, ..Decoder::new() }
+        Decoder {
+            partial: true,
+            ..Decoder::new()
+        }
     }
 
     pub fn is_partial(&self) -> bool {
@@ -166,11 +169,19 @@ impl Decoder {
                 0 => return Err(HpackError::ZeroIndex),
                 1..=61 => {
                     let (n, v) = STATIC[idx - 1];
-                    emit(Field { name: n.as_bytes(), value: v.as_bytes(), never_indexed: false });
+                    emit(Field {
+                        name: n.as_bytes(),
+                        value: v.as_bytes(),
+                        never_indexed: false,
+                    });
                 }
                 _ => match self.table.get(idx - 62) {
                     Some(e) => match e.name() {
-                        Some(n) => emit(Field { name: n, value: e.value(), never_indexed: false }),
+                        Some(n) => emit(Field {
+                            name: n,
+                            value: e.value(),
+                            never_indexed: false,
+                        }),
                         None => st.unknown += 1,
                     },
                     None => self.unknown_index(st),
@@ -230,7 +241,11 @@ impl Decoder {
             Name::Unknown => None,
         };
         match name {
-            Some(n) => emit(Field { name: n, value, never_indexed }),
+            Some(n) => emit(Field {
+                name: n,
+                value,
+                never_indexed,
+            }),
             None => st.unknown += 1,
         }
         if indexing {
@@ -281,7 +296,10 @@ fn string(block: &[u8], pos: &mut usize, buf: &mut Vec<u8>) -> Result<Str, Hpack
     let huffman = block.get(*pos).ok_or(HpackError::Truncated)? & 0x80 != 0;
     let len = integer(block, pos, 7)? as usize;
     let start = *pos;
-    let end = start.checked_add(len).filter(|&e| e <= block.len()).ok_or(HpackError::Truncated)?;
+    let end = start
+        .checked_add(len)
+        .filter(|&e| e <= block.len())
+        .ok_or(HpackError::Truncated)?;
     *pos = end;
     if huffman {
         buf.clear();

@@ -85,11 +85,16 @@ impl Entry {
         let mut bytes = Vec::with_capacity(n.len() + value.len());
         bytes.extend_from_slice(n);
         bytes.extend_from_slice(value);
-        Entry { bytes: bytes.into_boxed_slice(), name_len: n.len() as u32, name_known: name.is_some() }
+        Entry {
+            bytes: bytes.into_boxed_slice(),
+            name_len: n.len() as u32,
+            name_known: name.is_some(),
+        }
     }
 
     pub fn name(&self) -> Option<&[u8]> {
-        self.name_known.then(|| &self.bytes[..self.name_len as usize])
+        self.name_known
+            .then(|| &self.bytes[..self.name_len as usize])
     }
 
     pub fn value(&self) -> &[u8] {
@@ -113,7 +118,11 @@ pub struct DynamicTable {
 
 impl DynamicTable {
     pub fn new(capacity: usize) -> Self {
-        DynamicTable { entries: VecDeque::new(), size: 0, capacity }
+        DynamicTable {
+            entries: VecDeque::new(),
+            size: 0,
+            capacity,
+        }
     }
 
     pub fn get(&self, i: usize) -> Option<&Entry> {
@@ -122,6 +131,10 @@ impl DynamicTable {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     pub fn size(&self) -> usize {

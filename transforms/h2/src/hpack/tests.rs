@@ -5,13 +5,19 @@ use super::*;
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn decode(d: &mut Decoder, block: &[u8]) -> (Vec<(String, String)>, BlockStatus) {
     let mut out = Vec::new();
     let st = d.decode(block, |f| {
-        out.push((String::from_utf8_lossy(f.name).into_owned(), String::from_utf8_lossy(f.value).into_owned()))
+        out.push((
+            String::from_utf8_lossy(f.name).into_owned(),
+            String::from_utf8_lossy(f.value).into_owned(),
+        ))
     });
     (out, st)
 }
@@ -20,7 +26,10 @@ fn table(d: &Decoder) -> Vec<(String, String)> {
     d.table()
         .iter()
         .map(|e| {
-            (String::from_utf8_lossy(e.name().unwrap()).into_owned(), String::from_utf8_lossy(e.value()).into_owned())
+            (
+                String::from_utf8_lossy(e.name().unwrap()).into_owned(),
+                String::from_utf8_lossy(e.value()).into_owned(),
+            )
         })
         .collect()
 }
@@ -46,70 +55,142 @@ macro_rules! rfc_sequence {
     };
 }
 
-rfc_sequence!(c2_1_literal_with_indexing, table_size = 4096, [(
-    "400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572",
-    [("custom-key", "custom-header")],
-    [("custom-key", "custom-header")],
-    55
-)]);
+rfc_sequence!(
+    c2_1_literal_with_indexing,
+    table_size = 4096,
+    [(
+        "400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572",
+        [("custom-key", "custom-header")],
+        [("custom-key", "custom-header")],
+        55
+    )]
+);
 
-rfc_sequence!(c2_2_literal_without_indexing, table_size = 4096, [(
-    "040c 2f73 616d 706c 652f 7061 7468",
-    [(":path", "/sample/path")],
-    [],
-    0
-)]);
+rfc_sequence!(
+    c2_2_literal_without_indexing,
+    table_size = 4096,
+    [(
+        "040c 2f73 616d 706c 652f 7061 7468",
+        [(":path", "/sample/path")],
+        [],
+        0
+    )]
+);
 
-rfc_sequence!(c2_3_literal_never_indexed, table_size = 4096, [(
-    "1008 7061 7373 776f 7264 0673 6563 7265 74",
-    [("password", "secret")],
-    [],
-    0
-)]);
+rfc_sequence!(
+    c2_3_literal_never_indexed,
+    table_size = 4096,
+    [(
+        "1008 7061 7373 776f 7264 0673 6563 7265 74",
+        [("password", "secret")],
+        [],
+        0
+    )]
+);
 
-rfc_sequence!(c2_4_indexed, table_size = 4096, [("82", [(":method", "GET")], [], 0)]);
+rfc_sequence!(
+    c2_4_indexed,
+    table_size = 4096,
+    [("82", [(":method", "GET")], [], 0)]
+);
 
-rfc_sequence!(c3_requests_without_huffman, table_size = 4096, [
-    (
-        "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
-        [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")],
-        [(":authority", "www.example.com")],
-        57
-    ),
-    (
-        "8286 84be 5808 6e6f 2d63 6163 6865",
-        [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com"), ("cache-control", "no-cache")],
-        [("cache-control", "no-cache"), (":authority", "www.example.com")],
-        110
-    ),
-    (
-        "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65",
-        [(":method", "GET"), (":scheme", "https"), (":path", "/index.html"), (":authority", "www.example.com"), ("custom-key", "custom-value")],
-        [("custom-key", "custom-value"), ("cache-control", "no-cache"), (":authority", "www.example.com")],
-        164
-    ),
-]);
+rfc_sequence!(
+    c3_requests_without_huffman,
+    table_size = 4096,
+    [
+        (
+            "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
+            [
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "www.example.com")
+            ],
+            [(":authority", "www.example.com")],
+            57
+        ),
+        (
+            "8286 84be 5808 6e6f 2d63 6163 6865",
+            [
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "www.example.com"),
+                ("cache-control", "no-cache")
+            ],
+            [
+                ("cache-control", "no-cache"),
+                (":authority", "www.example.com")
+            ],
+            110
+        ),
+        (
+            "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65",
+            [
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/index.html"),
+                (":authority", "www.example.com"),
+                ("custom-key", "custom-value")
+            ],
+            [
+                ("custom-key", "custom-value"),
+                ("cache-control", "no-cache"),
+                (":authority", "www.example.com")
+            ],
+            164
+        ),
+    ]
+);
 
-rfc_sequence!(c4_requests_with_huffman, table_size = 4096, [
-    (
-        "8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff",
-        [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")],
-        [(":authority", "www.example.com")],
-        57
-    ),
-    (
-        "8286 84be 5886 a8eb 1064 9cbf",
-        [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com"), ("cache-control", "no-cache")],
-        [("cache-control", "no-cache"), (":authority", "www.example.com")],
-        110
-    ),
-    (
-        "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf",
-        [(":method", "GET"), (":scheme", "https"), (":path", "/index.html"), (":authority", "www.example.com"), ("custom-key", "custom-value")],
-        [("custom-key", "custom-value"), ("cache-control", "no-cache"), (":authority", "www.example.com")],
-        164
-    ),
-]);
+rfc_sequence!(
+    c4_requests_with_huffman,
+    table_size = 4096,
+    [
+        (
+            "8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff",
+            [
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "www.example.com")
+            ],
+            [(":authority", "www.example.com")],
+            57
+        ),
+        (
+            "8286 84be 5886 a8eb 1064 9cbf",
+            [
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "www.example.com"),
+                ("cache-control", "no-cache")
+            ],
+            [
+                ("cache-control", "no-cache"),
+                (":authority", "www.example.com")
+            ],
+            110
+        ),
+        (
+            "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf",
+            [
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/index.html"),
+                (":authority", "www.example.com"),
+                ("custom-key", "custom-value")
+            ],
+            [
+                ("custom-key", "custom-value"),
+                ("cache-control", "no-cache"),
+                (":authority", "www.example.com")
+            ],
+            164
+        ),
+    ]
+);
 
 const DATE1: &str = "Mon, 21 Oct 2013 20:13:21 GMT";
 const DATE2: &str = "Mon, 21 Oct 2013 20:13:22 GMT";
@@ -140,34 +221,73 @@ rfc_sequence!(c5_responses_without_huffman, table_size = 256, [
     ),
 ]);
 
-rfc_sequence!(c6_responses_with_huffman, table_size = 256, [
-    (
-        "4882 6402 5885 aec3 771a 4b61 96d0 7abe 9410 54d4 44a8 2005 9504 0b81 66e0 82a6
+rfc_sequence!(
+    c6_responses_with_huffman,
+    table_size = 256,
+    [
+        (
+            "4882 6402 5885 aec3 771a 4b61 96d0 7abe 9410 54d4 44a8 2005 9504 0b81 66e0 82a6
          2d1b ff6e 919d 29ad 1718 63c7 8f0b 97c8 e9ae 82ae 43d3",
-        [(":status", "302"), ("cache-control", "private"), ("date", DATE1), ("location", LOC)],
-        [("location", LOC), ("date", DATE1), ("cache-control", "private"), (":status", "302")],
-        222
-    ),
-    (
-        "4883 640e ffc1 c0bf",
-        [(":status", "307"), ("cache-control", "private"), ("date", DATE1), ("location", LOC)],
-        [(":status", "307"), ("location", LOC), ("date", DATE1), ("cache-control", "private")],
-        222
-    ),
-    (
-        "88c1 6196 d07a be94 1054 d444 a820 0595 040b 8166 e084 a62d 1bff c05a 839b d9ab
+            [
+                (":status", "302"),
+                ("cache-control", "private"),
+                ("date", DATE1),
+                ("location", LOC)
+            ],
+            [
+                ("location", LOC),
+                ("date", DATE1),
+                ("cache-control", "private"),
+                (":status", "302")
+            ],
+            222
+        ),
+        (
+            "4883 640e ffc1 c0bf",
+            [
+                (":status", "307"),
+                ("cache-control", "private"),
+                ("date", DATE1),
+                ("location", LOC)
+            ],
+            [
+                (":status", "307"),
+                ("location", LOC),
+                ("date", DATE1),
+                ("cache-control", "private")
+            ],
+            222
+        ),
+        (
+            "88c1 6196 d07a be94 1054 d444 a820 0595 040b 8166 e084 a62d 1bff c05a 839b d9ab
          77ad 94e7 821d d7f2 e6c7 b335 dfdf cd5b 3960 d5af 2708 7f36 72c1 ab27 0fb5 291f
          9587 3160 65c0 03ed 4ee5 b106 3d50 07",
-        [(":status", "200"), ("cache-control", "private"), ("date", DATE2), ("location", LOC), ("content-encoding", "gzip"), ("set-cookie", COOKIE)],
-        [("set-cookie", COOKIE), ("content-encoding", "gzip"), ("date", DATE2)],
-        215
-    ),
-]);
+            [
+                (":status", "200"),
+                ("cache-control", "private"),
+                ("date", DATE2),
+                ("location", LOC),
+                ("content-encoding", "gzip"),
+                ("set-cookie", COOKIE)
+            ],
+            [
+                ("set-cookie", COOKIE),
+                ("content-encoding", "gzip"),
+                ("date", DATE2)
+            ],
+            215
+        ),
+    ]
+);
 
 #[test]
 fn integers_c1() {
     // C.1.1: 10 with a 5-bit prefix; C.1.2: 1337 with a 5-bit prefix; C.1.3: 42 at an octet boundary.
-    for (bytes, n, want) in [(vec![0x0a], 5, 10), (vec![0x1f, 0x9a, 0x0a], 5, 1337), (vec![0x2a], 8, 42)] {
+    for (bytes, n, want) in [
+        (vec![0x0a], 5, 10),
+        (vec![0x1f, 0x9a, 0x0a], 5, 1337),
+        (vec![0x2a], 8, 42),
+    ] {
         let mut pos = 0;
         assert_eq!(integer(&bytes, &mut pos, n), Ok(want));
         assert_eq!(pos, bytes.len());
@@ -180,11 +300,20 @@ fn integers_c1() {
 #[test]
 fn integer_overflow_and_truncation() {
     let mut pos = 0;
-    assert_eq!(integer(&[0x7f, 0xff, 0xff, 0xff, 0xff, 0x7f], &mut pos, 7), Err(HpackError::IntegerOverflow));
+    assert_eq!(
+        integer(&[0x7f, 0xff, 0xff, 0xff, 0xff, 0x7f], &mut pos, 7),
+        Err(HpackError::IntegerOverflow)
+    );
     let mut pos = 0;
-    assert_eq!(integer(&[0x7f, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01], &mut pos, 7), Err(HpackError::IntegerOverflow));
+    assert_eq!(
+        integer(&[0x7f, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01], &mut pos, 7),
+        Err(HpackError::IntegerOverflow)
+    );
     let mut pos = 0;
-    assert_eq!(integer(&[0x7f, 0x80], &mut pos, 7), Err(HpackError::Truncated));
+    assert_eq!(
+        integer(&[0x7f, 0x80], &mut pos, 7),
+        Err(HpackError::Truncated)
+    );
     let mut pos = 0;
     // Largest value: 2^32 - 1.
     let mut enc = Vec::new();
@@ -199,10 +328,26 @@ fn unknown_index_is_dropped_and_later_literals_still_index() {
     let mut skipped = Vec::new();
     enc.encode([("x-old", "1"), ("x-older", "2")], &mut skipped);
     let mut block = Vec::new();
-    enc.encode([(":method", "GET"), ("x-old", "1"), ("x-new", "3"), ("x-new", "3"), ("x-older", "2")], &mut block);
+    enc.encode(
+        [
+            (":method", "GET"),
+            ("x-old", "1"),
+            ("x-new", "3"),
+            ("x-new", "3"),
+            ("x-older", "2"),
+        ],
+        &mut block,
+    );
     let mut d = Decoder::partial();
     let (got, st) = decode(&mut d, &block);
-    assert_eq!(got, vec![(":method".into(), "GET".into()), ("x-new".into(), "3".into()), ("x-new".into(), "3".into())]);
+    assert_eq!(
+        got,
+        vec![
+            (":method".into(), "GET".into()),
+            ("x-new".into(), "3".into()),
+            ("x-new".into(), "3".into())
+        ]
+    );
     assert_eq!(st.unknown, 2);
     assert_eq!(st.invalid_index, 0);
     assert_eq!(st.error, None);
@@ -281,7 +426,10 @@ fn hard_errors_stop_after_delivering_earlier_fields() {
     let (got, st) = decode(&mut d, &[0x82, 0x80]);
     assert_eq!(got.len(), 1);
     assert_eq!(st.error, Some(HpackError::ZeroIndex));
-    let (got, st) = decode(&mut d, &[0x82, 0x40, 0x85, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, b'v']);
+    let (got, st) = decode(
+        &mut d,
+        &[0x82, 0x40, 0x85, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, b'v'],
+    );
     assert_eq!(got.len(), 1);
     assert_eq!(st.error, Some(HpackError::Huffman));
     // Truncated in the middle of a literal (C.3.1 cut short).
@@ -296,8 +444,24 @@ fn encoder_round_trips_through_decoder() {
     let mut enc = Encoder::new();
     let mut d = Decoder::new();
     let lists: Vec<Vec<(&str, &str)>> = vec![
-        vec![(":method", "POST"), (":scheme", "http"), (":path", "/pkg.Svc/Get"), (":authority", "svc:50051"), ("content-type", "application/grpc"), ("te", "trailers"), ("authorization", "Bearer x")],
-        vec![(":method", "POST"), (":scheme", "http"), (":path", "/pkg.Svc/Get"), (":authority", "svc:50051"), ("content-type", "application/grpc"), ("te", "trailers"), ("authorization", "Bearer x")],
+        vec![
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/pkg.Svc/Get"),
+            (":authority", "svc:50051"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            ("authorization", "Bearer x"),
+        ],
+        vec![
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/pkg.Svc/Get"),
+            (":authority", "svc:50051"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            ("authorization", "Bearer x"),
+        ],
         vec![(":status", "200"), ("x-binary", "\u{1}\u{ff}é")],
     ];
     for (i, list) in lists.iter().enumerate() {
@@ -306,7 +470,10 @@ fn encoder_round_trips_through_decoder() {
         enc.encode(list.iter().copied(), &mut block);
         let (got, st) = decode(&mut d, &block);
         assert_eq!(st, BlockStatus::default());
-        let want: Vec<(String, String)> = list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        let want: Vec<(String, String)> = list
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
         assert_eq!(got, want);
     }
 }
