@@ -1,7 +1,9 @@
 //! The closed list of component types: the one place that names them all.
 //!
-//! Each kind is a serde enum tagged by `type`; the variant (snake_case) is the TOML
-//! `type`, the module and the config struct: `type = "file"` ↔ `Sink::File(FileConfig)`.
+//! Each kind is a serde enum; the variant (snake_case) is the TOML `type`, the module and
+//! the config struct: `type = "file"` ↔ `SinkKind::File(FileConfig)`. The engine reads
+//! `type` itself and deserialises the enum externally tagged, which keeps positions for
+//! errors (do not add `#[serde(tag = "type")]`).
 //! To add a component: add a variant here and one arm to each `match` below.
 
 use perisco_engine::component::*;
@@ -9,19 +11,20 @@ use perisco_engine::event::DataType;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum SourceKind {
-    // sources: ebpf_socket, pcap
+    Pcap(perisco_pcap::PcapConfig),
+    // sources: ebpf_socket
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum TransformKind {
     // transforms: parse, match, enrich, filter, remap
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum SinkKind {
     File(perisco_sinks::file::FileConfig),
     // sinks: kafka, elasticsearch, http, hubble, prometheus_exporter
@@ -37,22 +40,33 @@ impl Components for Perisco {
 
 impl ComponentConfig for SourceKind {
     fn type_name(&self) -> &'static str {
-        match *self {}
+        match self {
+            SourceKind::Pcap(c) => c.type_name(),
+        }
     }
     fn validate(&self) -> Vec<ValueError> {
-        match *self {}
+        match self {
+            SourceKind::Pcap(c) => c.validate(),
+        }
     }
 }
 
 impl SourceConfig for SourceKind {
     fn output(&self) -> DataType {
-        match *self {}
+        match self {
+            SourceKind::Pcap(c) => c.output(),
+        }
     }
-    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BoxError> {
-        match *self {}
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BoxError> {
+        match self {
+            SourceKind::Pcap(c) => c.build(cx),
+        }
     }
-    fn can_reconfigure(&self, _new: &Self) -> bool {
-        match *self {}
+    fn can_reconfigure(&self, new: &Self) -> bool {
+        // One arm per variant pair, then `_ => false` once there are two kinds.
+        match (self, new) {
+            (SourceKind::Pcap(a), SourceKind::Pcap(b)) => a.can_reconfigure(b),
+        }
     }
 }
 

@@ -1,1 +1,116 @@
-fn main() {}
+//! `perisco`: run a pipeline, validate a config, or print its graph.
+
+mod components;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use perisco_engine::config::{Config, to_dot};
+
+use crate::components::Perisco;
+
+/// The built-in pipeline used without `--config`: live capture → parse → match → stdout.
+pub const DEFAULT_PIPELINE: &str = include_str!("default_pipeline.toml");
+
+#[derive(Parser)]
+#[command(
+    name = "perisco",
+    version,
+    about = "eBPF L7 monitor for Kubernetes: HTTP/1.x, HTTP/2 and gRPC exchanges through a TOML pipeline"
+)]
+struct Cli {
+    /// Pipeline config (TOML). Without it, the built-in default pipeline runs.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Reload when the config file changes (ConfigMaps change files without signals).
+    #[arg(long)]
+    watch_config: bool,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a config; print every error with file:line:col and exit non-zero if any.
+    Validate,
+    /// Print the pipeline as a Graphviz DOT graph.
+    Graph,
+    /// Print the built-in default pipeline.
+    DefaultConfig,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Some(Command::Validate) => validate(cli.config.as_deref()),
+        Some(Command::Graph) => match load(cli.config.as_deref()) {
+            Ok(cfg) => {
+                print!("{}", to_dot(&cfg));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(78)
+            }
+        },
+        Some(Command::DefaultConfig) => {
+            print!("{DEFAULT_PIPELINE}");
+            ExitCode::SUCCESS
+        }
+        None => run::run(cli.config, cli.watch_config),
+    }
+}
+
+/// Load a config file, or the built-in default.
+pub fn load(path: Option<&std::path::Path>) -> Result<Config<Perisco>, perisco_engine::ConfigErrors> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Config::from_str(DEFAULT_PIPELINE, "<default pipeline>"),
+    }
+}
+
+fn validate(path: Option<&std::path::Path>) -> ExitCode {
+    let name = path.map_or_else(|| "<default pipeline>".to_string(), |p| p.display().to_string());
+    match load(path) {
+        Ok(cfg) => {
+            println!(
+                "{name}: ok ({} sources, {} transforms, {} sinks)",
+                cfg.sources.len(),
+                cfg.transforms.len(),
+                cfg.sinks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!("{name}: {} error(s)", errors.0.len());
+            ExitCode::from(78)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -28,7 +28,11 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    pub async fn start(address: SocketAddr, registry: Arc<Registry>, health: Arc<HealthRegistry>) -> Result<Self, BoxError> {
+    pub async fn start(
+        address: SocketAddr,
+        registry: Arc<Registry>,
+        health: Arc<HealthRegistry>,
+    ) -> Result<Self, BoxError> {
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|e| format!("api: cannot listen on {address}: {e}"))?;
@@ -60,7 +64,9 @@ impl ApiServer {
 
 async fn health_handler(State(s): State<ApiState>) -> impl IntoResponse {
     let components = s.health.snapshot();
-    let degraded = components.values().any(|c| matches!(c, crate::health::Status::Degraded(_)));
+    let degraded = components
+        .values()
+        .any(|c| matches!(c, crate::health::Status::Degraded(_)));
     let ok = s.health.healthy();
     let status = if !ok {
         "failed"
@@ -70,10 +76,17 @@ async fn health_handler(State(s): State<ApiState>) -> impl IntoResponse {
         "ok"
     };
     let body = serde_json::json!({ "status": status, "components": components });
-    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, [(header::CONTENT_TYPE, "application/json")], body.to_string())
 }
 
 async fn metrics_handler(State(s): State<ApiState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.registry.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        s.registry.render(),
+    )
 }

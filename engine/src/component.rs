@@ -35,7 +35,11 @@ pub struct ValueError {
 
 impl ValueError {
     pub fn at(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ValueError { key: Some(key.into()), offset: None, message: message.into() }
+        ValueError {
+            key: Some(key.into()),
+            offset: None,
+            message: message.into(),
+        }
     }
 }
 

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use crate::record::{
-    Endpoint, Incomplete, GrpcInfo, Header, HttpRequest, HttpResponse, IpInfo, L4, L7, Record, ServiceRef,
-    TcpPorts, Workload,
+    Endpoint, GrpcInfo, Header, HttpRequest, HttpResponse, Incomplete, IpInfo, L4, L7, Record, ServiceRef, TcpPorts,
+    Workload,
 };
 
 /// What a component consumes or produces; checked when the topology is validated.

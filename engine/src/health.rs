@@ -28,7 +28,10 @@ impl HealthRegistry {
     }
 
     pub fn handle(self: &Arc<Self>, id: Arc<str>) -> HealthHandle {
-        HealthHandle { registry: self.clone(), id }
+        HealthHandle {
+            registry: self.clone(),
+            id,
+        }
     }
 
     pub fn remove(&self, id: &str) {

@@ -71,7 +71,11 @@ impl Registry {
     pub fn counter(&self, name: &str, help: &'static str, labels: Labels<'_>) -> Counter {
         let mut fams = self.families.lock().unwrap_or_else(|e| e.into_inner());
         let fam = family(&mut fams, name, help, "counter");
-        match fam.series.entry(render_labels(labels)).or_insert_with(|| Series::Counter(Counter::default())) {
+        match fam
+            .series
+            .entry(render_labels(labels))
+            .or_insert_with(|| Series::Counter(Counter::default()))
+        {
             Series::Counter(c) => c.clone(),
             _ => Counter::default(),
         }
@@ -80,7 +84,11 @@ impl Registry {
     pub fn gauge(&self, name: &str, help: &'static str, labels: Labels<'_>) -> Gauge {
         let mut fams = self.families.lock().unwrap_or_else(|e| e.into_inner());
         let fam = family(&mut fams, name, help, "gauge");
-        match fam.series.entry(render_labels(labels)).or_insert_with(|| Series::Gauge(Gauge::default())) {
+        match fam
+            .series
+            .entry(render_labels(labels))
+            .or_insert_with(|| Series::Gauge(Gauge::default()))
+        {
             Series::Gauge(g) => g.clone(),
             _ => Gauge::default(),
         }
@@ -137,7 +145,11 @@ fn family<'a>(
     help: &'static str,
     kind: &'static str,
 ) -> &'a mut Family {
-    fams.entry(name.to_string()).or_insert_with(|| Family { help, kind, series: BTreeMap::new() })
+    fams.entry(name.to_string()).or_insert_with(|| Family {
+        help,
+        kind,
+        series: BTreeMap::new(),
+    })
 }
 
 fn render_labels(labels: Labels<'_>) -> String {
@@ -177,7 +189,11 @@ pub struct ComponentMetrics {
 
 impl ComponentMetrics {
     pub fn register(registry: &Registry, id: &str, kind: &str, type_name: &str) -> Self {
-        let l: Labels<'_> = &[("component_id", id), ("component_kind", kind), ("component_type", type_name)];
+        let l: Labels<'_> = &[
+            ("component_id", id),
+            ("component_kind", kind),
+            ("component_type", type_name),
+        ];
         ComponentMetrics {
             received: registry.counter(
                 "perisco_component_received_events_total",
@@ -216,7 +232,10 @@ mod tests {
         r.gauge_fn("z", "A z.", &[("k", "v")], Box::new(|| Some(0.5)));
         r.gauge_fn("gone", "Gone.", &[], Box::new(|| None));
         let text = r.render();
-        assert!(text.contains("# TYPE x_total counter\nx_total{a=\"q\\\"uo\\\\te\"} 3\n"), "{text}");
+        assert!(
+            text.contains("# TYPE x_total counter\nx_total{a=\"q\\\"uo\\\\te\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("y -2\n"));
         assert!(text.contains("z{k=\"v\"} 0.5\n"));
         assert!(!text.contains("gone"));

@@ -56,8 +56,16 @@ pub struct IpInfo {
 
 impl IpInfo {
     pub fn new(client: IpAddr, server: IpAddr) -> Self {
-        let ip_version = if client.is_ipv4() { IpVersion::IPv4 } else { IpVersion::IPv6 };
-        IpInfo { client, server, ip_version }
+        let ip_version = if client.is_ipv4() {
+            IpVersion::IPv4
+        } else {
+            IpVersion::IPv6
+        };
+        IpInfo {
+            client,
+            server,
+            ip_version,
+        }
     }
 }
 
@@ -143,7 +151,10 @@ pub struct Header {
 
 impl Header {
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
-        Header { key: key.into(), value: value.into() }
+        Header {
+            key: key.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -199,7 +210,9 @@ pub struct ServiceRef {
 
 /// Current wall-clock time in ns since the UNIX epoch.
 pub fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// `ns` since the epoch as RFC 3339 with nanoseconds: "2023-04-11T03:43:29.619285359Z".
@@ -257,7 +270,12 @@ mod tests {
             ts: 1_681_184_609_619_285_359,
             pid: 87111,
             ip: IpInfo::new("10.244.1.186".parse().unwrap(), "10.244.1.42".parse().unwrap()),
-            l4: L4 { tcp: TcpPorts { client_port: 38674, server_port: 7002 } },
+            l4: L4 {
+                tcp: TcpPorts {
+                    client_port: 38674,
+                    server_port: 7002,
+                },
+            },
             l7: L7 {
                 latency_ns: Some(8_661_819),
                 request: Some(L7Request {
@@ -286,7 +304,10 @@ mod tests {
                 workload: None,
             }),
             server: None,
-            client_service: Some(ServiceRef { name: "webapp".into(), namespace: "default".into() }),
+            client_service: Some(ServiceRef {
+                name: "webapp".into(),
+                namespace: "default".into(),
+            }),
             server_service: None,
             comm: None,
             container_id: None,

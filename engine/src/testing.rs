@@ -14,19 +14,19 @@ use crate::component::*;
 use crate::event::{DataType, Direction, Event, ProcessInfo, Role, SocketData, SocketEventKind};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case")]
 pub enum TestSource {
     Generator(GeneratorConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case")]
 pub enum TestTransform {
     Passthrough(PassthroughConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case")]
 pub enum TestSink {
     Collect(CollectConfig),
 }
@@ -84,7 +84,11 @@ impl ComponentConfig for TestSource {
     }
     fn validate(&self) -> Vec<ValueError> {
         let TestSource::Generator(g) = self;
-        if g.batch == 0 { vec![ValueError::at("batch", "must be at least 1")] } else { vec![] }
+        if g.batch == 0 {
+            vec![ValueError::at("batch", "must be at least 1")]
+        } else {
+            vec![]
+        }
     }
 }
 
@@ -212,7 +216,12 @@ static COLLECTED: LazyLock<Mutex<HashMap<String, Collected>>> = LazyLock::new(De
 
 /// conn_ids that reached the `collect` sink named `name`, in arrival order.
 pub fn collected(name: &str) -> Vec<u64> {
-    COLLECTED.lock().unwrap().get(name).map(|c| c.ids.clone()).unwrap_or_default()
+    COLLECTED
+        .lock()
+        .unwrap()
+        .get(name)
+        .map(|c| c.ids.clone())
+        .unwrap_or_default()
 }
 
 /// How many events reached the `collect` sink named `name`.

@@ -50,7 +50,11 @@ pub fn require(test: &str, needs: &[Need<'_>]) -> bool {
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -65,7 +69,10 @@ pub fn which(cmd: &str) -> Option<PathBuf> {
 
 /// A TCP port free on 127.0.0.1 right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
 }
 
 /// Wait until something accepts connections on `addr`.
@@ -94,7 +101,10 @@ impl ChildGuard {
 
     /// Send a signal (e.g. libc::SIGTERM = 15) through `kill(1)`.
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.0.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.0.id().to_string())
+            .status();
     }
 }
 
@@ -117,7 +127,9 @@ pub fn perisco_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("PERISCO_BIN") {
         return PathBuf::from(p);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
     let exe = std::env::current_exe().ok();
     // Tests run from target/<profile>/deps/<test>; the binary is in target/<profile>.
     if let Some(deps) = exe.as_deref().and_then(Path::parent)

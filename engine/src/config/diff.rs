@@ -16,7 +16,10 @@ pub struct Diff {
 
 impl Diff {
     pub fn is_empty(&self) -> bool {
-        self.to_add.is_empty() && self.to_change.is_empty() && self.to_remove.is_empty() && self.to_reconfigure.is_empty()
+        self.to_add.is_empty()
+            && self.to_change.is_empty()
+            && self.to_remove.is_empty()
+            && self.to_reconfigure.is_empty()
     }
 
     fn of<T>(

@@ -8,20 +8,31 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use super::Config;
-use crate::component::{ComponentConfig, Components, SinkConfig, SourceConfig, TransformConfig};
+use crate::component::{ComponentConfig, Components, Kind, SinkConfig, SourceConfig, TransformConfig};
 use crate::event::DataType;
 
 /// Where each component id and each of its inputs is written.
+/// Components that failed to deserialise are remembered so the graph checks do not
+/// pile follow-up errors ("unknown input", "no sources") on top of the real one.
 #[derive(Default)]
 pub(super) struct Positions {
     ids: HashMap<Arc<str>, Range<usize>>,
     inputs: HashMap<Arc<str>, Vec<Spanned<Arc<str>>>>,
+    failed: HashMap<Arc<str>, Kind>,
 }
 
 impl Positions {
-    pub(super) fn insert(&mut self, id: &Spanned<Arc<str>>, _table: Range<usize>, inputs: Vec<Spanned<Arc<str>>>) {
+    pub(super) fn insert(&mut self, id: &Spanned<Arc<str>>, inputs: Vec<Spanned<Arc<str>>>) {
         self.ids.insert(id.get_ref().clone(), id.span());
         self.inputs.insert(id.get_ref().clone(), inputs);
+    }
+
+    pub(super) fn failed(&mut self, id: &Spanned<Arc<str>>, kind: Kind) {
+        self.failed.insert(id.get_ref().clone(), kind);
+    }
+
+    fn any_failed(&self, kind: Kind) -> bool {
+        self.failed.values().any(|k| *k == kind)
     }
 
     fn id(&self, id: &str) -> Option<Range<usize>> {
@@ -29,7 +40,11 @@ impl Positions {
     }
 
     fn input(&self, id: &str, input: &str) -> Option<Range<usize>> {
-        self.inputs.get(id)?.iter().find(|s| s.get_ref().as_ref() == input).map(|s| s.span())
+        self.inputs
+            .get(id)?
+            .iter()
+            .find(|s| s.get_ref().as_ref() == input)
+            .map(|s| s.span())
     }
 }
 
@@ -37,10 +52,10 @@ type Problem = (Option<Range<usize>>, String);
 
 pub(super) fn check<C: Components>(cfg: &Config<C>, pos: &Positions) -> Vec<Problem> {
     let mut out: Vec<Problem> = Vec::new();
-    if cfg.sources.is_empty() {
+    if cfg.sources.is_empty() && !pos.any_failed(Kind::Source) {
         out.push((None, "no sources: a pipeline needs at least one `[sources.ID]`".into()));
     }
-    if cfg.sinks.is_empty() {
+    if cfg.sinks.is_empty() && !pos.any_failed(Kind::Sink) {
         out.push((None, "no sinks: a pipeline needs at least one `[sinks.ID]`".into()));
     }
     for id in cfg.sources.keys() {
@@ -53,6 +68,9 @@ pub(super) fn check<C: Components>(cfg: &Config<C>, pos: &Positions) -> Vec<Prob
             out.push((pos.id(id), format!("component id `{id}` is used more than once")));
         }
     }
+    if !out.is_empty() {
+        return out;
+    }
 
     let edges = cfg
         .transforms
@@ -64,15 +82,28 @@ pub(super) fn check<C: Components>(cfg: &Config<C>, pos: &Positions) -> Vec<Prob
         for input in inputs {
             let at = pos.input(id, input);
             if cfg.sinks.contains_key(input) {
-                out.push((at, format!("`{id}` takes input from `{input}`, which is a sink; sinks have no output")));
+                out.push((
+                    at,
+                    format!("`{id}` takes input from `{input}`, which is a sink; sinks have no output"),
+                ));
+                input_ok = false;
+            } else if pos.failed.contains_key(input) {
+                // Its own error was reported.
                 input_ok = false;
             } else if !cfg.sources.contains_key(input) && !cfg.transforms.contains_key(input) {
-                let mut known: Vec<&str> =
-                    cfg.sources.keys().chain(cfg.transforms.keys()).map(|k| k.as_ref()).collect();
+                let mut known: Vec<&str> = cfg
+                    .sources
+                    .keys()
+                    .chain(cfg.transforms.keys())
+                    .map(|k| k.as_ref())
+                    .collect();
                 known.sort_unstable();
                 out.push((
                     at,
-                    format!("`{id}` takes input from unknown component `{input}` (known: {})", known.join(", ")),
+                    format!(
+                        "`{id}` takes input from unknown component `{input}` (known: {})",
+                        known.join(", ")
+                    ),
                 ));
                 input_ok = false;
             }
@@ -89,13 +120,15 @@ pub(super) fn check<C: Components>(cfg: &Config<C>, pos: &Positions) -> Vec<Prob
     }
     if let Some(cycle) = find_cycle(cfg) {
         let first = cycle[0].clone();
-        out.push((pos.id(&first), format!("cycle between transforms: {}", cycle.join(" -> "))));
+        out.push((
+            pos.id(&first),
+            format!("cycle between transforms: {}", cycle.join(" -> ")),
+        ));
         return out;
     }
 
     // Types flow from sources through transforms in topological order.
-    let mut types: HashMap<&str, DataType> =
-        cfg.sources.iter().map(|(id, s)| (id.as_ref(), s.output())).collect();
+    let mut types: HashMap<&str, DataType> = cfg.sources.iter().map(|(id, s)| (id.as_ref(), s.output())).collect();
     for id in topo_order(cfg) {
         let node = &cfg.transforms[&*id];
         let mut ok = true;
@@ -106,15 +139,18 @@ pub(super) fn check<C: Components>(cfg: &Config<C>, pos: &Positions) -> Vec<Prob
                 ok = false;
                 out.push((
                     pos.input(&id, input),
-                    format!(
-                        "`{id}` ({}) does not accept {t} from `{input}`",
-                        node.inner.type_name()
-                    ),
+                    format!("`{id}` ({}) does not accept {t} from `{input}`", node.inner.type_name()),
                 ));
             }
         }
         if ok {
-            types.insert(cfg.transforms.get_key_value(&*id).map(|(k, _)| k.as_ref()).unwrap_or(""), node.inner.output());
+            types.insert(
+                cfg.transforms
+                    .get_key_value(&*id)
+                    .map(|(k, _)| k.as_ref())
+                    .unwrap_or(""),
+                node.inner.output(),
+            );
         }
     }
     for (id, node) in &cfg.sinks {
@@ -180,7 +216,7 @@ fn find_cycle<C: Components>(cfg: &Config<C>) -> Option<Vec<String>> {
 }
 
 /// Transforms ordered so every transform comes after its inputs (the graph is acyclic).
-pub(crate) fn topo_order<C: Components>(cfg: &Config<C>) -> Vec<Arc<str>> {
+pub fn topo_order<C: Components>(cfg: &Config<C>) -> Vec<Arc<str>> {
     let mut done: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut order = Vec::new();
     fn visit<'a, C: Components>(
@@ -210,15 +246,35 @@ pub fn to_dot<C: Components>(cfg: &Config<C>) -> String {
     let mut s = String::from("digraph perisco {\n  rankdir=\"LR\";\n");
     let q = |id: &str| format!("\"{}\"", id.replace('\\', "\\\\").replace('"', "\\\""));
     for (id, c) in &cfg.sources {
-        let _ = writeln!(s, "  {} [shape=\"trapezium\", label=\"{id}\\n({})\"];", q(id), c.type_name());
+        let _ = writeln!(
+            s,
+            "  {} [shape=\"trapezium\", label=\"{id}\\n({})\"];",
+            q(id),
+            c.type_name()
+        );
     }
     for (id, c) in &cfg.transforms {
-        let _ = writeln!(s, "  {} [shape=\"box\", label=\"{id}\\n({})\"];", q(id), c.inner.type_name());
+        let _ = writeln!(
+            s,
+            "  {} [shape=\"box\", label=\"{id}\\n({})\"];",
+            q(id),
+            c.inner.type_name()
+        );
     }
     for (id, c) in &cfg.sinks {
-        let _ = writeln!(s, "  {} [shape=\"invtrapezium\", label=\"{id}\\n({})\"];", q(id), c.inner.type_name());
+        let _ = writeln!(
+            s,
+            "  {} [shape=\"invtrapezium\", label=\"{id}\\n({})\"];",
+            q(id),
+            c.inner.type_name()
+        );
     }
-    for (id, n) in cfg.transforms.iter().map(|(i, n)| (i, &n.inputs)).chain(cfg.sinks.iter().map(|(i, n)| (i, &n.inputs))) {
+    for (id, n) in cfg
+        .transforms
+        .iter()
+        .map(|(i, n)| (i, &n.inputs))
+        .chain(cfg.sinks.iter().map(|(i, n)| (i, &n.inputs)))
+    {
         for input in n {
             let _ = writeln!(s, "  {} -> {};", q(input), q(id));
         }

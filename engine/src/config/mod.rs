@@ -10,7 +10,7 @@ mod graph;
 pub mod interpolate;
 
 pub use diff::{ConfigDiff, Diff};
-pub use graph::to_dot;
+pub use graph::{to_dot, topo_order};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -83,7 +83,11 @@ pub struct GlobalOptions {
 
 impl Default for GlobalOptions {
     fn default() -> Self {
-        GlobalOptions { shutdown_timeout: Duration::from_secs(30), channel_capacity: 16, node_name: None }
+        GlobalOptions {
+            shutdown_timeout: Duration::from_secs(30),
+            channel_capacity: 16,
+            node_name: None,
+        }
     }
 }
 
@@ -145,7 +149,12 @@ impl<C: Components> Config<C> {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigErrors> {
         let (expanded, map, ierrs) = interpolate::interpolate(text, env);
-        let mut errs = Errors { file: name, original: text, map, list: Vec::new() };
+        let mut errs = Errors {
+            file: name,
+            original: text,
+            map,
+            list: Vec::new(),
+        };
         for e in ierrs {
             errs.push_original(e.offset, e.message);
         }
@@ -177,27 +186,37 @@ impl<C: Components> Config<C> {
                 }
                 "sources" => {
                     for (id, table, _) in errs.components(value, "sources", false) {
-                        if let Some(c) = errs.component::<C::Source>(&table, &id) {
-                            positions.insert(&id, id_span(&table), Vec::new());
-                            cfg.sources.insert(id.get_ref().clone(), c);
+                        positions.insert(&id, Vec::new());
+                        match errs.component::<C::Source>(&table, &id) {
+                            Some(c) => {
+                                cfg.sources.insert(id.get_ref().clone(), c);
+                            }
+                            None => positions.failed(&id, Kind::Source),
                         }
                     }
                 }
                 "transforms" => {
                     for (id, table, inputs) in errs.components(value, "transforms", true) {
-                        if let Some(c) = errs.component::<C::Transform>(&table, &id) {
-                            let ins = inputs.iter().map(|i| i.get_ref().clone()).collect();
-                            positions.insert(&id, id_span(&table), inputs);
-                            cfg.transforms.insert(id.get_ref().clone(), Node { inputs: ins, inner: c });
+                        let ins = inputs.iter().map(|i| i.get_ref().clone()).collect();
+                        positions.insert(&id, inputs);
+                        match errs.component::<C::Transform>(&table, &id) {
+                            Some(c) => {
+                                cfg.transforms
+                                    .insert(id.get_ref().clone(), Node { inputs: ins, inner: c });
+                            }
+                            None => positions.failed(&id, Kind::Transform),
                         }
                     }
                 }
                 "sinks" => {
                     for (id, table, inputs) in errs.components(value, "sinks", true) {
-                        if let Some(c) = errs.component::<C::Sink>(&table, &id) {
-                            let ins = inputs.iter().map(|i| i.get_ref().clone()).collect();
-                            positions.insert(&id, id_span(&table), inputs);
-                            cfg.sinks.insert(id.get_ref().clone(), Node { inputs: ins, inner: c });
+                        let ins = inputs.iter().map(|i| i.get_ref().clone()).collect();
+                        positions.insert(&id, inputs);
+                        match errs.component::<C::Sink>(&table, &id) {
+                            Some(c) => {
+                                cfg.sinks.insert(id.get_ref().clone(), Node { inputs: ins, inner: c });
+                            }
+                            None => positions.failed(&id, Kind::Sink),
                         }
                     }
                 }
@@ -213,7 +232,11 @@ impl<C: Components> Config<C> {
         for (span, msg) in graph::check(&cfg, &positions) {
             errs.push(span.unwrap_or(0..0), msg);
         }
-        if errs.list.is_empty() { Ok(cfg) } else { Err(errs.finish()) }
+        if errs.list.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(errs.finish())
+        }
     }
 
     /// Directory of the config file, if loaded from one.
@@ -224,15 +247,23 @@ impl<C: Components> Config<C> {
     /// Ids of every component, with kind and type, in declaration order.
     pub fn components(&self) -> Vec<(Arc<str>, Kind, &'static str)> {
         let mut v = Vec::new();
-        v.extend(self.sources.iter().map(|(id, c)| (id.clone(), Kind::Source, c.type_name())));
-        v.extend(self.transforms.iter().map(|(id, c)| (id.clone(), Kind::Transform, c.inner.type_name())));
-        v.extend(self.sinks.iter().map(|(id, c)| (id.clone(), Kind::Sink, c.inner.type_name())));
+        v.extend(
+            self.sources
+                .iter()
+                .map(|(id, c)| (id.clone(), Kind::Source, c.type_name())),
+        );
+        v.extend(
+            self.transforms
+                .iter()
+                .map(|(id, c)| (id.clone(), Kind::Transform, c.inner.type_name())),
+        );
+        v.extend(
+            self.sinks
+                .iter()
+                .map(|(id, c)| (id.clone(), Kind::Sink, c.inner.type_name())),
+        );
         v
     }
-}
-
-fn id_span(table: &Spanned<DeValue<'_>>) -> Range<usize> {
-    table.span()
 }
 
 /// Collects errors and maps expanded-text spans to original positions.
@@ -291,8 +322,15 @@ impl<'a> Errors<'a> {
         for (id, value) in table {
             let id_span = id.span();
             let id_str: Arc<str> = Arc::from(id.get_ref().as_ref());
-            if id_str.is_empty() || !id_str.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                self.push(id_span.clone(), format!("invalid component id `{id_str}`: use letters, digits, `_` and `-`"));
+            if id_str.is_empty()
+                || !id_str
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                self.push(
+                    id_span.clone(),
+                    format!("invalid component id `{id_str}`: use letters, digits, `_` and `-`"),
+                );
             }
             let vspan = value.span();
             let DeValue::Table(mut t) = value.into_inner() else {
@@ -307,9 +345,7 @@ impl<'a> Errors<'a> {
                         DeValue::Array(items) => {
                             for item in items.iter() {
                                 match item.get_ref() {
-                                    DeValue::String(s) => {
-                                        inputs.push(Spanned::new(item.span(), Arc::from(s.as_ref())))
-                                    }
+                                    DeValue::String(s) => inputs.push(Spanned::new(item.span(), Arc::from(s.as_ref()))),
                                     _ => self.push(item.span(), "`inputs` must contain component ids (strings)".into()),
                                 }
                             }
@@ -326,26 +362,58 @@ impl<'a> Errors<'a> {
                 }
                 None => {}
             }
-            out.push((Spanned::new(id_span, id_str), Spanned::new(vspan, DeValue::Table(t)), inputs));
+            out.push((
+                Spanned::new(id_span, id_str),
+                Spanned::new(vspan, DeValue::Table(t)),
+                inputs,
+            ));
         }
         out
     }
 
     /// Deserialise one component and run its own value checks.
+    ///
+    /// The closed enum of component types is deserialised *externally* tagged from
+    /// `{ <type> = <table without type> }`: serde's internally tagged enums buffer the
+    /// table and lose every position, while this keeps them.
     fn component<T: ComponentConfig>(&mut self, table: &Spanned<DeValue<'_>>, id: &Spanned<Arc<str>>) -> Option<T> {
         let ctx = format!("component `{}`", id.get_ref());
-        let c: T = match T::deserialize(ValueDeserializer::from(table.clone())) {
+        let DeValue::Table(t) = table.get_ref() else {
+            return None;
+        };
+        let mut inner = t.clone();
+        let (type_name, type_span) = match inner.remove("type") {
+            Some(v) => {
+                let span = v.span();
+                match v.into_inner() {
+                    DeValue::String(s) => (s, span),
+                    _ => {
+                        self.push(span, format!("{ctx}: `type` must be a string"));
+                        return None;
+                    }
+                }
+            }
+            None => {
+                self.push(id.span(), format!("{ctx}: missing field `type`"));
+                return None;
+            }
+        };
+        let mut tagged = DeTable::new();
+        tagged.insert(
+            Spanned::new(type_span.clone(), type_name),
+            Spanned::new(table.span(), DeValue::Table(inner)),
+        );
+        let c: T = match T::deserialize(ValueDeserializer::from(Spanned::new(
+            table.span(),
+            DeValue::Table(tagged),
+        ))) {
             Ok(c) => c,
             Err(e) => {
                 let mut msg = e.message().trim_end().to_string();
                 let mut span = e.span().unwrap_or_else(|| table.span());
                 if msg.starts_with("unknown variant") {
                     msg = msg.replacen("unknown variant", "unknown component type", 1);
-                    if let Some(s) = value_span(table, "type") {
-                        span = s;
-                    }
-                } else if msg.contains("missing field `type`") {
-                    span = id.span();
+                    span = type_span;
                 }
                 self.push(span, format!("{ctx}: {msg}"));
                 return None;
@@ -381,7 +449,12 @@ impl<'a> Errors<'a> {
                 .into_iter()
                 .map(|(off, message)| {
                     let (line, column) = line_col(self.original, off);
-                    ConfigError { file: self.file.to_string(), line, column, message }
+                    ConfigError {
+                        file: self.file.to_string(),
+                        line,
+                        column,
+                        message,
+                    }
                 })
                 .collect(),
         )

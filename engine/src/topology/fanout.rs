@@ -52,7 +52,9 @@ impl Fanout {
     /// away (removed on reload) is skipped.
     pub async fn send(&self, batch: Batch) {
         let routes = self.routes.load_full();
-        let Some((last, rest)) = routes.split_last() else { return };
+        let Some((last, rest)) = routes.split_last() else {
+            return;
+        };
         for r in rest {
             let _ = r.tx.send(batch.clone()).await;
         }
@@ -62,7 +64,9 @@ impl Fanout {
     /// Deliver without waiting; returns the events lost to full consumers.
     pub fn try_send(&self, batch: Batch) -> u64 {
         let routes = self.routes.load_full();
-        let Some((last, rest)) = routes.split_last() else { return 0 };
+        let Some((last, rest)) = routes.split_last() else {
+            return 0;
+        };
         let n = batch.len() as u64;
         let mut dropped = 0;
         for r in rest {

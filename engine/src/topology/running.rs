@@ -26,13 +26,13 @@ use super::fanout::{Batch, Fanout, Route};
 use super::{BatchReceiver, ShutdownSignal};
 use crate::api::ApiServer;
 use crate::component::{
-    BoxError, BuildContext, ComponentConfig, Components, FunctionTransform, Kind, Sink, SinkConfig,
-    SinkContext, Source, SourceConfig, SourceContext, SourceOutput, TransformConfig,
+    BoxError, BuildContext, ComponentConfig, Components, FunctionTransform, Kind, Sink, SinkConfig, SinkContext,
+    Source, SourceConfig, SourceContext, SourceOutput, TransformConfig,
 };
 use crate::config::{Config, ConfigDiff};
-use crate::record::now_ns;
 use crate::health::{HealthRegistry, Status};
 use crate::metrics::{ComponentMetrics, Counter, Registry};
+use crate::record::now_ns;
 
 struct RunningSource {
     shutdown: watch::Sender<bool>,
@@ -69,6 +69,8 @@ pub struct RunningTopology<C: Components> {
     api: Option<ApiServer>,
     reloads_ok: Counter,
     reloads_failed: Counter,
+    /// Bumped whenever a source task returns.
+    source_finished: watch::Sender<u64>,
 }
 
 /// A component built but not yet started.
@@ -110,6 +112,7 @@ impl<C: Components> RunningTopology<C> {
             sinks: HashMap::new(),
             draining: Vec::new(),
             api: None,
+            source_finished: watch::channel(0).0,
         };
         if let Some(api) = &config.api {
             topo.api = Some(ApiServer::start(api.address, topo.registry.clone(), topo.health.clone()).await?);
@@ -226,24 +229,32 @@ impl<C: Components> RunningTopology<C> {
         let with_id = |id: &Arc<str>, e: BoxError| -> BoxError { format!("component `{id}`: {e}").into() };
         for id in diff.sources.to_add.iter().chain(&diff.sources.to_change) {
             let c = &cfg.sources[id];
-            let s = c.build(&cx(id, Kind::Source, c.type_name())).map_err(|e| with_id(id, e))?;
+            let s = c
+                .build(&cx(id, Kind::Source, c.type_name()))
+                .map_err(|e| with_id(id, e))?;
             built.insert(id.clone(), Built::Source(s));
         }
         for id in diff.transforms.to_add.iter().chain(&diff.transforms.to_change) {
             let c = &cfg.transforms[id].inner;
-            let t = c.build(&cx(id, Kind::Transform, c.type_name())).map_err(|e| with_id(id, e))?;
+            let t = c
+                .build(&cx(id, Kind::Transform, c.type_name()))
+                .map_err(|e| with_id(id, e))?;
             built.insert(id.clone(), Built::Transform(t));
         }
         for id in diff.sinks.to_add.iter().chain(&diff.sinks.to_change) {
             let c = &cfg.sinks[id].inner;
-            let s = c.build(&cx(id, Kind::Sink, c.type_name())).map_err(|e| with_id(id, e))?;
+            let s = c
+                .build(&cx(id, Kind::Sink, c.type_name()))
+                .map_err(|e| with_id(id, e))?;
             built.insert(id.clone(), Built::Sink(s));
             if let Some(check) = c.healthcheck() {
                 let id = id.clone();
                 tokio::spawn(async move {
                     match check.await {
                         Ok(()) => info!(component = %id, "sink healthcheck passed"),
-                        Err(e) => warn!(component = %id, error = %e, "sink healthcheck failed; the pipeline runs and the sink retries"),
+                        Err(e) => {
+                            warn!(component = %id, error = %e, "sink healthcheck failed; the pipeline runs and the sink retries")
+                        }
                     }
                 });
             }
@@ -306,7 +317,10 @@ impl<C: Components> RunningTopology<C> {
                 _ => None,
             })
             .collect();
-        let pending: Vec<_> = new_sources.into_iter().map(|(id, s, t)| (id, s, t, Fanout::new())).collect();
+        let pending: Vec<_> = new_sources
+            .into_iter()
+            .map(|(id, s, t)| (id, s, t, Fanout::new()))
+            .collect();
         let extra: Vec<(&str, &Fanout)> = pending.iter().map(|(id, _, _, f)| (id.as_ref(), f)).collect();
         self.rewire(&new, &extra);
         for (id, s, type_name, output) in pending {
@@ -329,7 +343,17 @@ impl<C: Components> RunningTopology<C> {
         for (id, inputs, node) in consumers {
             let Some(node) = node else { continue };
             for input in inputs {
-                routes.entry(input.as_ref()).or_default().push(Route { to: id.clone(), tx: node.input.clone() });
+                routes.entry(input.as_ref()).or_default().push(Route {
+                    to: id.clone(),
+                    tx: node.input.clone(),
+                });
+            }
+        }
+        // Consumers before producers: a new transform must have its routes before anything
+        // can send to it, or its first outputs would go nowhere.
+        for id in crate::config::topo_order(cfg).iter().rev() {
+            if let Some(out) = self.transforms.get(id).and_then(|t| t.output.as_ref()) {
+                out.set_routes(routes.remove(id.as_ref()).unwrap_or_default());
             }
         }
         for (id, s) in &self.sources {
@@ -338,19 +362,23 @@ impl<C: Components> RunningTopology<C> {
         for (id, f) in extra {
             f.set_routes(routes.remove(id).unwrap_or_default());
         }
-        for (id, t) in &self.transforms {
-            if let Some(out) = &t.output {
-                out.set_routes(routes.remove(id.as_ref()).unwrap_or_default());
-            }
-        }
     }
 
-    fn spawn_source(&self, id: Arc<str>, type_name: &'static str, source: Box<dyn Source>, output: Fanout) -> RunningSource {
+    fn spawn_source(
+        &self,
+        id: Arc<str>,
+        type_name: &'static str,
+        source: Box<dyn Source>,
+        output: Fanout,
+    ) -> RunningSource {
         let metrics = ComponentMetrics::register(&self.registry, &id, "source", type_name);
         let (shutdown_tx, shutdown) = ShutdownSignal::new();
         let (updates_tx, updates) = watch::channel::<Arc<dyn Any + Send + Sync>>(Arc::new(()));
         let cx = SourceContext {
-            out: SourceOutput { fanout: output.clone(), metrics: metrics.clone() },
+            out: SourceOutput {
+                fanout: output.clone(),
+                metrics: metrics.clone(),
+            },
             shutdown,
             updates,
             metrics,
@@ -358,16 +386,23 @@ impl<C: Components> RunningTopology<C> {
         let health = self.health.handle(id.clone());
         mark_running(&self.health, &id);
         let fanout = output.clone();
+        let finished = self.source_finished.clone();
         let span = info_span!("source", component = %id, r#type = type_name);
         let task = tokio::spawn(
             async move {
                 let r = source.run(cx).await;
                 fanout.close();
                 finish(&health, r);
+                finished.send_modify(|n| *n += 1);
             }
             .instrument(span),
         );
-        RunningSource { shutdown: shutdown_tx, updates: updates_tx, output, task }
+        RunningSource {
+            shutdown: shutdown_tx,
+            updates: updates_tx,
+            output,
+            task,
+        }
     }
 
     fn spawn_transform(
@@ -417,7 +452,11 @@ impl<C: Components> RunningTopology<C> {
             }
             .instrument(span),
         );
-        RunningNode { input: tx, output: Some(output), task }
+        RunningNode {
+            input: tx,
+            output: Some(output),
+            task,
+        }
     }
 
     fn spawn_sink(&self, id: Arc<str>, type_name: &'static str, sink: Box<dyn Sink>, capacity: usize) -> RunningNode {
@@ -439,7 +478,11 @@ impl<C: Components> RunningTopology<C> {
             }
             .instrument(span),
         );
-        RunningNode { input: tx, output: None, task }
+        RunningNode {
+            input: tx,
+            output: None,
+            task,
+        }
     }
 
     fn register_channel_gauge(&self, id: &str, tx: &mpsc::Sender<Batch>) {
@@ -466,11 +509,13 @@ impl<C: Components> RunningTopology<C> {
 
     /// Wait until every source has returned.
     pub async fn wait_sources_finished(&self) {
+        let mut rx = self.source_finished.subscribe();
         loop {
             if self.sources_finished() {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // A task is "finished" a moment after its last statement; re-check shortly.
+            let _ = tokio::time::timeout(Duration::from_millis(20), rx.changed()).await;
         }
     }
 
@@ -493,7 +538,10 @@ impl<C: Components> RunningTopology<C> {
         };
         let drained = tokio::time::timeout(deadline, all).await.is_ok();
         if !drained {
-            error!(?deadline, "shutdown deadline passed before every component drained; aborting the rest");
+            error!(
+                ?deadline,
+                "shutdown deadline passed before every component drained; aborting the rest"
+            );
             for t in &tasks {
                 t.abort();
             }
