@@ -121,11 +121,25 @@ impl HubbleService {
         }
         let Some(live) = live.as_mut() else { return };
         let mut stopping = self.stopping.clone();
+        let mut draining = false;
         loop {
-            let next = tokio::select! {
-                r = live.recv() => r,
-                _ = stopping.wait_for(|s| *s) => return,
-                _ = tx.closed() => return,
+            let next = if draining {
+                // The sink stopped: hand over what was already broadcast, then end.
+                match live.try_recv() {
+                    Ok(e) => Ok(e),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => Err(broadcast::error::RecvError::Lagged(n)),
+                    Err(_) => return,
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    r = live.recv() => r,
+                    _ = stopping.wait_for(|s| *s) => {
+                        draining = true;
+                        continue;
+                    }
+                    _ = tx.closed() => return,
+                }
             };
             let msg = match next {
                 Ok(e) => {
