@@ -180,11 +180,7 @@ impl Http1Conn {
 
     /// Heap bytes held by this connection (buffers and queues).
     pub fn state_bytes(&self) -> usize {
-        let held = |d: &Dir| {
-            d.held
-                .as_ref()
-                .map_or(0, |h| h.body.capacity() + size_of::<Held>())
-        };
+        let held = |d: &Dir| d.held.as_ref().map_or(0, |h| h.body.capacity() + size_of::<Held>());
         self.to_server.buf.capacity()
             + self.to_client.buf.capacity()
             + held(&self.to_server)
@@ -193,13 +189,7 @@ impl Http1Conn {
     }
 
     /// Parse `data` flowing `flow`; completed messages are appended to `out`.
-    pub fn feed(
-        &mut self,
-        flow: Flow,
-        data: &[u8],
-        ts_ns: u64,
-        out: &mut Vec<Http1Message>,
-    ) -> Next {
+    pub fn feed(&mut self, flow: Flow, data: &[u8], ts_ns: u64, out: &mut Vec<Http1Message>) -> Next {
         let (dir, pending) = match flow {
             Flow::ToServer => (&mut self.to_server, &mut self.pending),
             Flow::ToClient => (&mut self.to_client, &mut self.pending),
@@ -580,12 +570,7 @@ fn facts(headers: &[httparse::Header<'_>]) -> HeaderFacts {
                 _ => f.bad_length = true,
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            let last = h
-                .value
-                .rsplit(|b| *b == b',')
-                .next()
-                .unwrap_or_default()
-                .trim_ascii();
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default().trim_ascii();
             if last.eq_ignore_ascii_case(b"chunked") {
                 f.chunked = true;
             } else if !last.is_empty() {
@@ -683,8 +668,7 @@ fn push_pending(cx: &mut Cx<'_>, meta: RequestMeta) {
 fn parse_response(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed {
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    let len = match parser_config().parse_response_with_uninit_headers(&mut resp, src, &mut storage)
-    {
+    let len = match parser_config().parse_response_with_uninit_headers(&mut resp, src, &mut storage) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Error,
@@ -720,8 +704,7 @@ fn parse_response(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed {
     } else if f.other_encoding || f.bad_length {
         Framing::UntilClose
     } else {
-        f.content_length
-            .map_or(Framing::UntilClose, Framing::Length)
+        f.content_length.map_or(Framing::UntilClose, Framing::Length)
     };
     let msg = Http1Message {
         ts_ns,
@@ -1007,8 +990,7 @@ fn find_head_start(flow: Flow, data: &[u8]) -> Option<usize> {
                 let start = memchr::memrchr(b'\n', &data[..p]).map_or(0, |i| i + 1);
                 let line = &data[start..p];
                 let sp = memchr::memchr(b' ', line)?;
-                let ok =
-                    sp > 0 && line[..sp].iter().all(|b| is_method_byte(*b)) && sp + 1 < line.len();
+                let ok = sp > 0 && line[..sp].iter().all(|b| is_method_byte(*b)) && sp + 1 < line.len();
                 ok.then_some(start)
             })
         }

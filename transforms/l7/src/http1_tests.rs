@@ -54,34 +54,33 @@ fn run_with(limits: Http1Limits, evs: &[Ev<'_>], split: Option<(usize, usize)>) 
     let mut done = [false, false];
     let idx = |f: Flow| usize::from(f == Flow::ToClient);
     for (i, ev) in evs.iter().enumerate() {
-        let mut feed =
-            |conn: &mut Http1Conn, f: Flow, data: &[u8], ts: u64, out: &mut Vec<Http1Message>| {
-                if done[idx(f)] {
-                    return;
-                }
-                let parts: Vec<&[u8]> = match split {
-                    Some((j, k)) if j == i => vec![&data[..k], &data[k..]],
-                    _ => vec![data],
-                };
-                let mut offset = 0;
-                for p in parts {
-                    match conn.feed(f, p, ts, out) {
-                        Next::Continue => {}
-                        Next::Http2 { held, at } => {
-                            // Report the absolute offset where HTTP/2 starts in this write.
-                            next.push(format!("h2 {:?} at {}", f, offset + at - held.len()));
-                            done[idx(f)] = true;
-                            return;
-                        }
-                        Next::Opaque => {
-                            next.push(format!("opaque {f:?}"));
-                            done[idx(f)] = true;
-                            return;
-                        }
-                    }
-                    offset += p.len();
-                }
+        let mut feed = |conn: &mut Http1Conn, f: Flow, data: &[u8], ts: u64, out: &mut Vec<Http1Message>| {
+            if done[idx(f)] {
+                return;
+            }
+            let parts: Vec<&[u8]> = match split {
+                Some((j, k)) if j == i => vec![&data[..k], &data[k..]],
+                _ => vec![data],
             };
+            let mut offset = 0;
+            for p in parts {
+                match conn.feed(f, p, ts, out) {
+                    Next::Continue => {}
+                    Next::Http2 { held, at } => {
+                        // Report the absolute offset where HTTP/2 starts in this write.
+                        next.push(format!("h2 {:?} at {}", f, offset + at - held.len()));
+                        done[idx(f)] = true;
+                        return;
+                    }
+                    Next::Opaque => {
+                        next.push(format!("opaque {f:?}"));
+                        done[idx(f)] = true;
+                        return;
+                    }
+                }
+                offset += p.len();
+            }
+        };
         match *ev {
             Ev::D(f, d, ts) => feed(&mut conn, f, d, ts, &mut out),
             Ev::Cut(f, d, ts, n) => {
@@ -152,11 +151,7 @@ case!(
             b"GET /books.json?order=lower%28title%29 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n",
             10
         ),
-        D(
-            S,
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: t\r\n\r\nhello",
-            20
-        ),
+        D(S, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: t\r\n\r\nhello", 20),
     ],
     [
         "GET /books.json?order=lower%28title%29 HTTP/1.1 @10 len=0 h=2",
@@ -222,10 +217,23 @@ case!(
 case!(
     chunked_request_body,
     [
-        D(C, b"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n", 1),
-        D(S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2),
+        D(
+            C,
+            b"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n",
+            1
+        ),
+        D(
+            S,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            2
+        ),
     ],
-    ["POST /up HTTP/1.1 @1 h=1", "GET /next HTTP/1.1 @1 len=0 h=0", "200 HTTP/1.1 @2 len=0 h=1", "200 HTTP/1.1 @2 len=0 h=1"]
+    [
+        "POST /up HTTP/1.1 @1 h=1",
+        "GET /next HTTP/1.1 @1 len=0 h=0",
+        "200 HTTP/1.1 @2 len=0 h=1",
+        "200 HTTP/1.1 @2 len=0 h=1"
+    ]
 );
 
 case!(
@@ -247,10 +255,18 @@ case!(
 case!(
     continue_100_is_skipped,
     [
-        D(C, b"PUT /f HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", 1),
+        D(
+            C,
+            b"PUT /f HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+            1
+        ),
         D(S, b"HTTP/1.1 100 Continue\r\n\r\n", 2),
         D(C, b"abc", 3),
-        D(S, b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", 4),
+        D(
+            S,
+            b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+            4
+        ),
     ],
     ["PUT /f HTTP/1.1 @1 len=3 h=2", "201 HTTP/1.1 @4 len=0 h=1"]
 );
@@ -259,9 +275,18 @@ case!(
     not_modified_and_no_content,
     [
         D(C, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", 1),
-        D(S, b"HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", 2),
+        D(
+            S,
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+            2
+        ),
     ],
-    ["GET /a HTTP/1.1 @1 len=0 h=0", "GET /b HTTP/1.1 @1 len=0 h=0", "304 HTTP/1.1 @2 len=0 h=1", "204 HTTP/1.1 @2 len=0 h=0"]
+    [
+        "GET /a HTTP/1.1 @1 len=0 h=0",
+        "GET /b HTTP/1.1 @1 len=0 h=0",
+        "304 HTTP/1.1 @2 len=0 h=1",
+        "204 HTTP/1.1 @2 len=0 h=0"
+    ]
 );
 
 case!(
@@ -356,28 +381,16 @@ case!(
             b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
             1
         ),
-        D(
-            S,
-            b"HTTP/1.1 200 Connection established\r\n\r\n\x16\x03\x01",
-            2
-        ),
+        D(S, b"HTTP/1.1 200 Connection established\r\n\r\n\x16\x03\x01", 2),
     ],
-    [
-        "CONNECT example.com:443 HTTP/1.1 @1 len=0 h=1",
-        "200 HTTP/1.1 @2 h=0"
-    ],
+    ["CONNECT example.com:443 HTTP/1.1 @1 len=0 h=1", "200 HTTP/1.1 @2 h=0"],
     ["opaque ToClient"]
 );
 
 case!(
     cut_head_keeps_what_parsed,
     [
-        Cut(
-            C,
-            b"GET /long HTTP/1.1\r\nHost: x\r\nUser-Agent: cu",
-            1,
-            500
-        ),
+        Cut(C, b"GET /long HTTP/1.1\r\nHost: x\r\nUser-Agent: cu", 1, 500),
         D(S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2),
         D(C, b"GET /next HTTP/1.1\r\n\r\n", 3),
         D(S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 4),
@@ -405,19 +418,9 @@ case!(
 case!(
     cut_body_skipped_by_count,
     [
-        Cut(
-            C,
-            b"POST /b HTTP/1.1\r\nContent-Length: 100\r\n\r\n0123456789",
-            1,
-            90
-        ),
+        Cut(C, b"POST /b HTTP/1.1\r\nContent-Length: 100\r\n\r\n0123456789", 1, 90),
         D(C, b"GET /after HTTP/1.1\r\n\r\n", 2),
-        Cut(
-            S,
-            b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\nxx",
-            3,
-            9998
-        ),
+        Cut(S, b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\nxx", 3, 9998),
         D(S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 4),
     ],
     [
@@ -432,19 +435,11 @@ case!(
     gap_resynchronises_on_next_head,
     [
         D(C, b"GET /1 HTTP/1.1\r\n\r\n", 1),
-        D(
-            S,
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
-            2
-        ),
+        D(S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", 2),
         Gap(S, 0),
         D(S, b"lo world\r\n0\r\n\r\n", 3),
         D(C, b"GET /2 HTTP/1.1\r\n\r\n", 4),
-        D(
-            S,
-            b"junk\r\nHTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n",
-            5
-        ),
+        D(S, b"junk\r\nHTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n", 5),
     ],
     [
         "GET /1 HTTP/1.1 @1 len=0 h=0",
@@ -462,20 +457,13 @@ case!(
         Gap(C, 10),
         D(C, b"456789GET /y HTTP/1.1\r\n\r\n", 2),
     ],
-    [
-        "POST /x HTTP/1.1 @1 len=20 h=1",
-        "GET /y HTTP/1.1 @2 len=0 h=0"
-    ]
+    ["POST /x HTTP/1.1 @1 len=20 h=1", "GET /y HTTP/1.1 @2 len=0 h=0"]
 );
 
 case!(
     garbage_is_an_error_then_resync,
     [
-        D(
-            C,
-            b"\x16\x03\x01\x02\x00garbage\r\nGET /ok HTTP/1.1\r\n\r\n",
-            1
-        ),
+        D(C, b"\x16\x03\x01\x02\x00garbage\r\nGET /ok HTTP/1.1\r\n\r\n", 1),
         D(S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2),
     ],
     ["GET /ok HTTP/1.1 @1 len=0 h=0", "200 HTTP/1.1 @2 len=0 h=1"]
@@ -483,23 +471,13 @@ case!(
 
 case!(
     blank_lines_between_messages,
-    [D(
-        C,
-        b"GET /a HTTP/1.1\r\n\r\n\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
-        1
-    )],
-    [
-        "GET /a HTTP/1.1 @1 len=0 h=0",
-        "GET /b HTTP/1.1 @1 len=0 h=0"
-    ]
+    [D(C, b"GET /a HTTP/1.1\r\n\r\n\r\n\r\nGET /b HTTP/1.1\r\n\r\n", 1)],
+    ["GET /a HTTP/1.1 @1 len=0 h=0", "GET /b HTTP/1.1 @1 len=0 h=0"]
 );
 
 case!(
     head_split_keeps_first_byte_time,
-    [
-        D(C, b"GET /slow HTTP/1.1\r\nHo", 7),
-        D(C, b"st: x\r\n\r\n", 9)
-    ],
+    [D(C, b"GET /slow HTTP/1.1\r\nHo", 7), D(C, b"st: x\r\n\r\n", 9)],
     ["GET /slow HTTP/1.1 @7 len=0 h=1"]
 );
 
@@ -539,19 +517,9 @@ fn bad_content_length_is_an_error() {
 fn headers_are_kept_in_order() {
     let mut conn = Http1Conn::new(Http1Limits::default());
     let mut out = Vec::new();
-    conn.feed(
-        C,
-        b"GET / HTTP/1.1\r\nB: 2\r\na: \xff1\r\n\r\n",
-        1,
-        &mut out,
-    );
-    let Head::Request(r) = &out[0].head else {
-        panic!()
-    };
-    assert_eq!(
-        r.headers,
-        vec![Header::new("B", "2"), Header::new("a", "\u{fffd}1")]
-    );
+    conn.feed(C, b"GET / HTTP/1.1\r\nB: 2\r\na: \xff1\r\n\r\n", 1, &mut out);
+    let Head::Request(r) = &out[0].head else { panic!() };
+    assert_eq!(r.headers, vec![Header::new("B", "2"), Header::new("a", "\u{fffd}1")]);
 }
 
 #[test]

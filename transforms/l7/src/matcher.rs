@@ -1,0 +1,490 @@
+//! `type = "match"`: requests + responses → exchange records.
+//!
+//! HTTP/1 pairs by order per connection, HTTP/2 by stream id. Expiry runs on event time:
+//! the newest message timestamp seen, advanced by the wall time elapsed since it arrived.
+//! A live capture thus expires on wall time, and a replayed capture (old timestamps, read
+//! fast) expires on its own clock; what is left at the end of a replay is flushed.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use perisco_engine::component::*;
+use perisco_engine::event::{DataType, Event, L7Body, L7Message};
+use perisco_engine::metrics::{ComponentMetrics, Counter, Gauge, Registry};
+use perisco_engine::record::{GrpcInfo, Incomplete, IpInfo, L4, L7, L7Request, L7Response, Record, TcpPorts};
+use serde::Deserialize;
+
+use crate::parse::{IdMap, id_map};
+
+pub const RESPONSE_MISSING: &str = "response_missing";
+pub const REQUEST_MISSING: &str = "request_missing";
+
+/// What to do with a response whose request was never seen (a capture that starts
+/// mid-exchange, lost bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnmatchedResponses {
+    /// Count it (`perisco_match_unmatched_responses_total`) and drop it.
+    #[default]
+    Drop,
+    /// Emit a record without `l7.request`, marked `request_missing`.
+    Emit,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// Requests without a response for this long are emitted marked `response_missing`.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Connections with state at once; the least recently used is evicted beyond it and
+    /// its waiting requests are counted as discarded.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Requests waiting per connection; the oldest is emitted as `response_missing` beyond.
+    #[serde(default = "default_max_pending")]
+    pub max_pending_per_connection: usize,
+    #[serde(default)]
+    pub unmatched_responses: UnmatchedResponses,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_connections() -> usize {
+    100_000
+}
+fn default_max_pending() -> usize {
+    1024
+}
+
+impl Default for MatchConfig {
+    fn default() -> Self {
+        MatchConfig {
+            timeout: default_timeout(),
+            max_connections: default_max_connections(),
+            max_pending_per_connection: default_max_pending(),
+            unmatched_responses: UnmatchedResponses::Drop,
+        }
+    }
+}
+
+impl ComponentConfig for MatchConfig {
+    fn type_name(&self) -> &'static str {
+        "match"
+    }
+
+    fn validate(&self) -> Vec<ValueError> {
+        let mut errs = Vec::new();
+        if self.timeout.is_zero() {
+            errs.push(ValueError::at("timeout", "must be longer than 0s"));
+        }
+        if self.max_connections == 0 {
+            errs.push(ValueError::at("max_connections", "must be at least 1"));
+        }
+        if self.max_pending_per_connection == 0 {
+            errs.push(ValueError::at("max_pending_per_connection", "must be at least 1"));
+        }
+        errs
+    }
+}
+
+impl TransformConfig for MatchConfig {
+    fn accepts(&self, input: DataType) -> bool {
+        input == DataType::Message
+    }
+
+    fn output(&self) -> DataType {
+        DataType::Record
+    }
+
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn FunctionTransform>, BoxError> {
+        Ok(Box::new(Match {
+            matcher: Matcher::new(self),
+            metrics: MatchMetrics::new(&cx.registry, &cx.id, cx.metrics.clone()),
+            seen: MatchStats::default(),
+            records: Vec::new(),
+            tick: (self.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)),
+        }))
+    }
+}
+
+/// Counters of a [`Matcher`] since it was built.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MatchStats {
+    pub records: u64,
+    pub response_missing: u64,
+    pub unmatched_responses: u64,
+    /// Connections evicted by `max_connections` while requests waited on them.
+    pub evicted_connections: u64,
+    /// Waiting requests dropped with an evicted connection.
+    pub evicted_requests: u64,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// HTTP/1: requests in the order they were sent.
+    order: VecDeque<Box<L7Message>>,
+    /// HTTP/2: requests by stream id.
+    streams: HashMap<u32, Box<L7Message>>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.order.len() + self.streams.len()
+    }
+
+    /// Every waiting request, oldest first (boxes kept: they move on into records).
+    #[allow(clippy::vec_box)]
+    fn drain(&mut self) -> Vec<Box<L7Message>> {
+        let mut all: Vec<_> = self
+            .order
+            .drain(..)
+            .chain(self.streams.drain().map(|(_, m)| m))
+            .collect();
+        all.sort_by_key(|m| m.ts_ns);
+        all
+    }
+}
+
+/// The sans-IO core of `match`: messages in, records out.
+pub struct Matcher {
+    timeout_ns: u64,
+    max_pending: usize,
+    unmatched: UnmatchedResponses,
+    conns: IdMap<Pending>,
+    waiting: usize,
+    /// Newest message timestamp, and the wall time when it arrived.
+    event_ns: u64,
+    event_wall_ns: u64,
+    stats: MatchStats,
+}
+
+impl Matcher {
+    pub fn new(config: &MatchConfig) -> Self {
+        Matcher {
+            timeout_ns: u64::try_from(config.timeout.as_nanos()).unwrap_or(u64::MAX),
+            max_pending: config.max_pending_per_connection,
+            unmatched: config.unmatched_responses,
+            conns: id_map(config.max_connections),
+            waiting: 0,
+            event_ns: 0,
+            event_wall_ns: 0,
+            stats: MatchStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> MatchStats {
+        self.stats
+    }
+
+    /// Requests waiting for a response.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// Note the wall time at which the messages pushed so far arrived.
+    pub fn arrived(&mut self, wall_ns: u64) {
+        self.event_wall_ns = wall_ns;
+    }
+
+    pub fn push(&mut self, msg: Box<L7Message>, out: &mut Vec<Record>) {
+        self.event_ns = self.event_ns.max(msg.ts_ns);
+        let id = msg.conn.conn_id;
+        match msg.body {
+            L7Body::Request(_) => self.request(id, msg, out),
+            L7Body::Response(_) => self.response(id, msg, out),
+            L7Body::Closed => {
+                if let Some(mut p) = self.conns.pop(&id) {
+                    self.waiting -= p.len();
+                    for req in p.drain() {
+                        self.missing(req, out);
+                    }
+                }
+            }
+        }
+    }
+
+    fn request(&mut self, id: u64, msg: Box<L7Message>, out: &mut Vec<Record>) {
+        if !self.conns.contains(&id)
+            && let Some((old, p)) = self.conns.push(id, Pending::default())
+            && old != id
+            && p.len() > 0
+        {
+            self.waiting -= p.len();
+            self.stats.evicted_connections += 1;
+            self.stats.evicted_requests += p.len() as u64;
+        }
+        let Some(p) = self.conns.get_mut(&id) else { return };
+        self.waiting += 1;
+        let overflow = match msg.stream_id {
+            Some(s) => p.streams.insert(s, msg),
+            None => {
+                p.order.push_back(msg);
+                if p.order.len() > self.max_pending {
+                    p.order.pop_front()
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(old) = overflow {
+            self.waiting -= 1;
+            self.missing(old, out);
+        }
+    }
+
+    fn response(&mut self, id: u64, msg: Box<L7Message>, out: &mut Vec<Record>) {
+        let req = self.conns.get_mut(&id).and_then(|p| match msg.stream_id {
+            Some(s) => p.streams.remove(&s),
+            // A declined h2c upgrade: the request went in as stream 1, the answer is HTTP/1.
+            None => p.order.pop_front().or_else(|| p.streams.remove(&1)),
+        });
+        match req {
+            Some(req) => {
+                self.waiting -= 1;
+                self.stats.records += 1;
+                out.push(build_record(Some(req), Some(msg), None));
+            }
+            None => {
+                self.stats.unmatched_responses += 1;
+                if self.unmatched == UnmatchedResponses::Emit {
+                    self.stats.records += 1;
+                    out.push(build_record(None, Some(msg), Some(REQUEST_MISSING)));
+                }
+            }
+        }
+    }
+
+    fn missing(&mut self, req: Box<L7Message>, out: &mut Vec<Record>) {
+        self.stats.response_missing += 1;
+        self.stats.records += 1;
+        out.push(build_record(Some(req), None, Some(RESPONSE_MISSING)));
+    }
+
+    /// Emit requests older than the timeout. `wall_ns`: now, wall clock.
+    pub fn expire(&mut self, wall_ns: u64, out: &mut Vec<Record>) {
+        if self.waiting == 0 {
+            return;
+        }
+        let now = self.event_ns.saturating_add(wall_ns.saturating_sub(self.event_wall_ns));
+        let deadline = now.saturating_sub(self.timeout_ns);
+        let mut expired = Vec::new();
+        for (_, p) in self.conns.iter_mut() {
+            while p.order.front().is_some_and(|m| m.ts_ns <= deadline) {
+                expired.extend(p.order.pop_front());
+            }
+            if p.streams.values().any(|m| m.ts_ns <= deadline) {
+                let old: Vec<u32> = p
+                    .streams
+                    .iter()
+                    .filter(|(_, m)| m.ts_ns <= deadline)
+                    .map(|(s, _)| *s)
+                    .collect();
+                expired.extend(old.iter().filter_map(|s| p.streams.remove(s)));
+            }
+        }
+        expired.sort_by_key(|m| m.ts_ns);
+        self.waiting -= expired.len();
+        for req in expired {
+            self.missing(req, out);
+        }
+    }
+
+    /// Emit every waiting request (end of input).
+    pub fn flush(&mut self, out: &mut Vec<Record>) {
+        while let Some((_, mut p)) = self.conns.pop_lru() {
+            for req in p.drain() {
+                self.missing(req, out);
+            }
+        }
+        self.waiting = 0;
+    }
+}
+
+/// One record from a request and/or its response.
+pub fn build_record(req: Option<Box<L7Message>>, resp: Option<Box<L7Message>>, reason: Option<&'static str>) -> Record {
+    let conn = req
+        .as_ref()
+        .or(resp.as_ref())
+        .map(|m| m.conn.clone())
+        .expect("a request or a response");
+    let mut incomplete: Vec<Incomplete> = Vec::new();
+    let mut grpc: Option<GrpcInfo> = None;
+    let mut l7 = L7::default();
+    let mut ts = 0;
+    let mut req_ts = None;
+    if let Some(m) = req {
+        let m = *m;
+        ts = m.ts_ns;
+        req_ts = Some(m.ts_ns);
+        incomplete.extend(m.incomplete);
+        grpc = m.grpc;
+        if let L7Body::Request(http) = m.body {
+            l7.request = Some(L7Request { http });
+        }
+    }
+    if let Some(m) = resp {
+        let m = *m;
+        match req_ts {
+            Some(t) => l7.latency_ns = Some(m.ts_ns.saturating_sub(t)),
+            None => ts = m.ts_ns,
+        }
+        incomplete.extend(m.incomplete);
+        grpc = merge_grpc(grpc, m.grpc);
+        if let L7Body::Response(http) = m.body {
+            l7.response = Some(L7Response { http });
+        }
+    }
+    incomplete.extend(reason.map(Incomplete::Borrowed));
+    dedup(&mut incomplete);
+    l7.grpc = grpc;
+    Record {
+        ts,
+        pid: conn.process.pid,
+        ip: IpInfo::new(conn.client.ip(), conn.server.ip()),
+        l4: L4 {
+            tcp: TcpPorts {
+                client_port: conn.client.port(),
+                server_port: conn.server.port(),
+            },
+        },
+        l7,
+        client: None,
+        server: None,
+        client_service: None,
+        server_service: None,
+        comm: conn.process.comm.as_deref().map(str::to_owned),
+        container_id: conn.process.container_id.as_deref().map(str::to_owned),
+        node: None,
+        incomplete,
+    }
+}
+
+fn dedup(v: &mut Vec<Incomplete>) {
+    let mut i = 0;
+    while i < v.len() {
+        if v[..i].contains(&v[i]) {
+            v.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Request side gives service/method and request counts; response side status and
+/// response counts; either fills what the other lacks.
+fn merge_grpc(req: Option<GrpcInfo>, resp: Option<GrpcInfo>) -> Option<GrpcInfo> {
+    match (req, resp) {
+        (None, r) | (r, None) => r,
+        (Some(a), Some(b)) => Some(GrpcInfo {
+            service: if a.service.is_empty() { b.service } else { a.service },
+            method: if a.method.is_empty() { b.method } else { a.method },
+            status: b.status.or(a.status),
+            message: b.message.or(a.message),
+            request_messages: a.request_messages.or(b.request_messages),
+            response_messages: b.response_messages.or(a.response_messages),
+            request_bytes: a.request_bytes.or(b.request_bytes),
+            response_bytes: b.response_bytes.or(a.response_bytes),
+        }),
+    }
+}
+
+struct MatchMetrics {
+    component: ComponentMetrics,
+    response_missing: Counter,
+    unmatched: Counter,
+    evicted: Counter,
+    waiting: Gauge,
+}
+
+impl MatchMetrics {
+    fn new(r: &Registry, id: &str, component: ComponentMetrics) -> Self {
+        let l = &[("component_id", id)];
+        MatchMetrics {
+            component,
+            response_missing: r.counter(
+                "perisco_match_response_missing_total",
+                "Requests emitted without a response (timeout, close, eviction of the stream).",
+                l,
+            ),
+            unmatched: r.counter(
+                "perisco_match_unmatched_responses_total",
+                "Responses whose request was never seen.",
+                l,
+            ),
+            evicted: r.counter(
+                "perisco_match_evicted_connections_total",
+                "Connections evicted (max_connections) while requests waited on them.",
+                l,
+            ),
+            waiting: r.gauge(
+                "perisco_match_waiting_requests",
+                "Requests waiting for their response.",
+                l,
+            ),
+        }
+    }
+}
+
+struct Match {
+    matcher: Matcher,
+    metrics: MatchMetrics,
+    seen: MatchStats,
+    records: Vec<Record>,
+    tick: Duration,
+}
+
+impl Match {
+    fn drain(&mut self, out: &mut Vec<Event>) {
+        out.extend(self.records.drain(..).map(|r| Event::Record(Box::new(r))));
+        let s = self.matcher.stats();
+        let p = self.seen;
+        let m = &self.metrics;
+        m.response_missing.add(s.response_missing - p.response_missing);
+        m.evicted.add(s.evicted_connections - p.evicted_connections);
+        let unmatched = s.unmatched_responses - p.unmatched_responses;
+        m.unmatched.add(unmatched);
+        let mut discarded = s.evicted_requests - p.evicted_requests;
+        if self.matcher.unmatched == UnmatchedResponses::Drop {
+            discarded += unmatched;
+        }
+        m.component.discarded.add(discarded);
+        m.waiting.set(self.matcher.waiting() as i64);
+        self.seen = s;
+    }
+}
+
+impl FunctionTransform for Match {
+    fn transform(&mut self, event: Event, out: &mut Vec<Event>) {
+        self.transform_batch(vec![event], out);
+    }
+
+    fn transform_batch(&mut self, batch: Vec<Event>, out: &mut Vec<Event>) {
+        for event in batch {
+            if let Event::Message(m) = event {
+                self.matcher.push(m, &mut self.records);
+            }
+        }
+        self.matcher.arrived(perisco_engine::now_ns());
+        self.drain(out);
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(self.tick)
+    }
+
+    fn tick(&mut self, now_ns: u64, out: &mut Vec<Event>) {
+        self.matcher.expire(now_ns, &mut self.records);
+        self.drain(out);
+    }
+
+    fn flush(&mut self, out: &mut Vec<Event>) {
+        self.matcher.flush(&mut self.records);
+        self.drain(out);
+    }
+}
+
+#[cfg(test)]
+#[path = "matcher_tests.rs"]
+mod tests;
