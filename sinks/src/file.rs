@@ -1,10 +1,13 @@
 //! `file` sink: JSON lines appended to a file, or stdout with `path = "-"`.
 //!
-//! Writes are buffered and flushed whenever the input channel runs dry, so a quiet
-//! pipeline shows records at once and a busy one writes in large blocks. SIGUSR1 (and
-//! every reload) reopens the file, for logrotate.
+//! Runs on the shared driver (buffer, counters, flush on shutdown): each batch is what
+//! the buffer holds (up to 1000 events), written and flushed at once, so a quiet pipeline
+//! shows records immediately and a busy one writes in large blocks. Write errors are
+//! retried (the file is reopened). SIGUSR1 (and every reload) reopens the file, for
+//! logrotate.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use perisco_engine::component::*;
 use perisco_engine::event::DataType;
@@ -12,11 +15,18 @@ use serde::Deserialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tracing::{error, info};
 
+use crate::util::config::{BatchSettings, BufferConfig, DeliverySettings, RetryConfig};
+use crate::util::driver::{self, Deliver, Item, NoRoute, Outcome};
+use crate::util::metrics::SinkCounters;
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// File to append to; "-" is stdout.
     pub path: String,
+    /// The sink's own bounded queue (see docs/sinks.md).
+    #[serde(default)]
+    pub buffer: BufferConfig,
 }
 
 impl ComponentConfig for FileConfig {
@@ -25,11 +35,12 @@ impl ComponentConfig for FileConfig {
     }
 
     fn validate(&self) -> Vec<ValueError> {
+        let mut errors = Vec::new();
         if self.path.is_empty() {
-            vec![ValueError::at("path", "must not be empty (use \"-\" for stdout)")]
-        } else {
-            vec![]
+            errors.push(ValueError::at("path", "must not be empty (use \"-\" for stdout)"));
         }
+        self.buffer.validate(&mut errors);
+        errors
     }
 }
 
@@ -48,7 +59,21 @@ impl SinkConfig for FileConfig {
             open_append(&path)?;
             Target::File(path)
         };
-        Ok(Box::new(FileSink { target }))
+        let settings = DeliverySettings {
+            // Write what is there at once: a quiet pipeline shows records immediately.
+            batch: BatchSettings {
+                max_events: 1000,
+                max_bytes: 1 << 20,
+                timeout: Duration::ZERO,
+            },
+            buffer: self.buffer,
+            retry: RetryConfig::default(),
+        };
+        Ok(Box::new(FileSink {
+            target,
+            settings,
+            counters: SinkCounters::register(cx),
+        }))
     }
 }
 
@@ -87,61 +112,66 @@ impl Target {
 
 struct FileSink {
     target: Target,
+    settings: DeliverySettings,
+    counters: SinkCounters,
 }
 
 impl Sink for FileSink {
-    fn run(self: Box<Self>, mut cx: SinkContext) -> BoxFuture<Result<(), BoxError>> {
+    fn run(self: Box<Self>, cx: SinkContext) -> BoxFuture<Result<(), BoxError>> {
         Box::pin(async move {
-            let target = self.target;
-            let mut out = target.open()?;
-            let mut line = Vec::with_capacity(1024);
-            loop {
-                let batch = tokio::select! {
-                    b = cx.input.recv() => b,
-                    r = cx.reopen.recv() => {
-                        if r.is_ok() {
-                            if let Err(e) = out.flush().await {
-                                error!(path = %target.name(), error = %e, "flush before reopen failed");
-                                cx.metrics.errors.inc();
-                            }
-                            match target.open() {
-                                Ok(w) => { out = w; info!(path = %target.name(), "reopened"); }
-                                Err(e) => { error!(error = %e, "reopen failed; keeping the old file"); cx.metrics.errors.inc(); }
-                            }
-                        }
-                        continue;
-                    }
-                };
-                let Some(batch) = batch else { break };
-                let mut written = 0u64;
-                for event in &batch {
-                    line.clear();
-                    if let Err(e) = event.write_json(&mut line) {
-                        cx.metrics.errors.inc();
-                        cx.metrics.discarded.inc();
-                        error!(error = %e, "cannot serialise event; dropped");
-                        continue;
-                    }
-                    line.push(b'\n');
-                    if let Err(e) = out.write_all(&line).await {
-                        cx.metrics.errors.inc();
-                        cx.metrics.discarded.inc();
-                        error!(path = %target.name(), error = %e, "write failed; event dropped");
-                        continue;
-                    }
-                    written += 1;
-                }
-                if cx.input.is_empty()
-                    && let Err(e) = out.flush().await
-                {
-                    cx.metrics.errors.inc();
-                    error!(path = %target.name(), error = %e, "flush failed");
-                }
-                cx.metrics.sent.add(written);
-            }
-            out.flush().await.map_err(|e| format!("flushing `{}`: {e}", target.name()))?;
-            Ok(())
+            let out = self.target.open()?;
+            let writer = FileWriter {
+                target: self.target,
+                out: Some(out),
+                reopen_wanted: false,
+            };
+            driver::run(cx, self.settings, self.counters, NoRoute, writer).await
         })
+    }
+}
+
+struct FileWriter {
+    target: Target,
+    /// `None` after a failed reopen; the next batch tries again.
+    out: Option<Writer>,
+    reopen_wanted: bool,
+}
+
+impl FileWriter {
+    async fn write_batch(&mut self, batch: &[Item]) -> std::io::Result<()> {
+        if self.reopen_wanted || self.out.is_none() {
+            if let Some(mut old) = self.out.take() {
+                old.flush().await?;
+            }
+            self.reopen_wanted = false;
+            let w = self.target.open().map_err(std::io::Error::other)?;
+            info!(path = %self.target.name(), "reopened");
+            self.out = Some(w);
+        }
+        let Some(out) = self.out.as_mut() else { return Ok(()) };
+        for item in batch {
+            out.write_all(&item.line).await?;
+            out.write_all(b"\n").await?;
+        }
+        out.flush().await
+    }
+}
+
+impl Deliver for FileWriter {
+    async fn deliver(&mut self, batch: &[Item]) -> Outcome {
+        match self.write_batch(batch).await {
+            Ok(()) => Outcome::Delivered,
+            Err(e) => {
+                // Reopen on the retry: the file may have been removed or the disk freed.
+                self.out = None;
+                error!(path = %self.target.name(), error = %e, "write failed");
+                Outcome::Transient(format!("writing `{}`: {e}", self.target.name()))
+            }
+        }
+    }
+
+    fn reopen(&mut self) {
+        self.reopen_wanted = true;
     }
 }
 
@@ -151,7 +181,10 @@ mod tests {
 
     #[test]
     fn unopenable_path_is_a_clear_error() {
-        let cfg = FileConfig { path: "/nonexistent-dir/x/out.json".into() };
+        let cfg = FileConfig {
+            path: "/nonexistent-dir/x/out.json".into(),
+            buffer: BufferConfig::default(),
+        };
         let reg = perisco_engine::metrics::Registry::new();
         let cx = BuildContext {
             id: "out".into(),
