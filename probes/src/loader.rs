@@ -134,6 +134,7 @@ fn map_err(e: impl std::fmt::Display, what: &str) -> Error {
     Error::Load(format!("{what}: {e}"))
 }
 
+/// An error with its causes; verifier logs are cut to their end (where the reason is).
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -141,6 +142,14 @@ fn chain(e: &dyn std::error::Error) -> String {
         s.push_str(": ");
         s.push_str(&c.to_string());
         src = c.source();
+    }
+    const KEEP: usize = 1500;
+    if s.len() > KEEP {
+        let mut cut = s.len() - KEEP;
+        while !s.is_char_boundary(cut) {
+            cut += 1;
+        }
+        s = format!("…{}", &s[cut..]);
     }
     s
 }
@@ -191,6 +200,7 @@ impl Probe {
     }
 
     fn attach_tracepoints(&mut self) -> Result<(), Error> {
+        ensure_tracefs()?;
         for (prog, tp) in TRACEPOINTS {
             let p: &mut TracePoint = self
                 .ebpf
@@ -331,6 +341,27 @@ impl Probe {
             local_duplicates: sum(STAT_CONN_DUP),
         }
     }
+}
+
+/// Tracepoints are attached by id, read from tracefs. Mount it when the host did not
+/// (a container usually gets /sys/kernel/tracing from the host instead).
+fn ensure_tracefs() -> Result<(), Error> {
+    let tracing = std::path::Path::new("/sys/kernel/tracing");
+    if tracing.join("events").exists() || std::path::Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return Ok(());
+    }
+    let (src, dir, fs) = (c"nodev", c"/sys/kernel/tracing", c"tracefs");
+    // SAFETY: NUL-terminated constant strings, no data argument.
+    let r = unsafe { libc::mount(src.as_ptr(), dir.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+    if r != 0 {
+        return Err(Error::Load(format!(
+            "tracefs is not mounted at /sys/kernel/tracing and mounting it failed ({}); \
+             mount it (mount -t tracefs nodev /sys/kernel/tracing) or give the pod the host's /sys/kernel/tracing",
+            std::io::Error::last_os_error()
+        )));
+    }
+    tracing::info!("mounted tracefs at /sys/kernel/tracing");
+    Ok(())
 }
 
 /// Detach and unload a socket-layer program, whatever its type.

@@ -54,3 +54,9 @@ if ! command -v bpf-linker >/dev/null 2>&1 || [[ "$(cat "$stamp" 2>/dev/null)" !
     cargo install bpf-linker --no-default-features --features "llvm-${llvm_major}" --locked --force
   echo "$llvm_major" >"$stamp"
 fi
+
+# 3. tracefs: syscall tracepoints are attached by the ids it lists (the source also tries to
+#    mount it itself, but a test machine should have it up front).
+if [[ ! -d /sys/kernel/tracing/events ]] && [[ ! -d /sys/kernel/debug/tracing/events ]]; then
+  mount -t tracefs nodev /sys/kernel/tracing || echo "10-ebpf: could not mount tracefs" >&2
+fi

@@ -370,53 +370,88 @@ fn read_iovec(src: &Src, i: u64) -> Option<(u64, u64)> {
     }
 }
 
+/// Loop state of `capture`, kept in map memory on purpose: the verifier does not track
+/// values loaded from a map, so every iteration starts from the same abstract state and
+/// is verified once, instead of once per combination of lengths (which exhausts the
+/// 1M-instruction budget).
+#[repr(C)]
+struct Cursor {
+    base: u64,
+    left: u64,
+    skip: u64,
+    done: u64,
+    seg: u64,
+}
+
+#[map]
+static CURSOR: PerCpuArray<Cursor> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn ld(p: *const u64) -> u64 {
+    unsafe { core::ptr::read_volatile(p) }
+}
+
+#[inline(always)]
+fn st(p: *mut u64, v: u64) {
+    unsafe { core::ptr::write_volatile(p, v) }
+}
+
 /// Emit `total` bytes (the true transfer size) as chunks of at most CHUNK bytes, up to
 /// `max_capture` bytes captured. The last record carries FLAG_LAST.
 #[inline(always)]
-fn capture(sk: u64, c: &mut Conn, st: &Settings, dir: u8, src: Src, total: u64, hook: u8) {
+fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64, hook: u8) {
     let Some(s) = scratch() else { return };
+    let Some(cur) = CURSOR.get_ptr_mut(0) else { return };
     fill_hdr(&mut s.hdr, sk, c, EV_DATA, dir, hook);
     let d = (dir & 1) as usize;
     s.hdr.msg_len = if total > u32::MAX as u64 { u32::MAX } else { total as u32 };
     s.hdr.lost = c.lost[d];
-    let max = if st.max_capture > MAX_CAPTURE { MAX_CAPTURE } else { st.max_capture } as u64;
+    let max = if stg.max_capture > MAX_CAPTURE { MAX_CAPTURE } else { stg.max_capture } as u64;
     let budget = if total < max { total } else { max };
+    let cur = unsafe { &mut *cur };
+    if src.nsegs == 0 {
+        st(&mut cur.base, src.ptr);
+        st(&mut cur.left, total);
+    } else {
+        st(&mut cur.base, 0);
+        st(&mut cur.left, 0);
+    }
+    st(&mut cur.skip, src.skip);
+    st(&mut cur.done, 0);
+    st(&mut cur.seg, 0);
 
-    let (mut base, mut left) = if src.nsegs == 0 { (src.ptr, total) } else { (0, 0) };
-    let mut skip = src.skip;
-    let mut seg: u64 = 0;
-    let mut done: u64 = 0;
     let mut i: u32 = 0;
     while i < MAX_CHUNKS + MAX_IOV as u32 {
         i += 1;
+        let done = ld(&cur.done);
         if done >= budget {
             break;
         }
+        let left = ld(&cur.left);
         if left == 0 {
             // Next iovec segment.
+            let seg = ld(&cur.seg);
             if seg >= src.nsegs || seg >= MAX_IOV {
                 break;
             }
             let Some((b, l)) = read_iovec(&src, seg) else { break };
-            seg += 1;
+            st(&mut cur.seg, seg + 1);
+            let skip = ld(&cur.skip);
             if l <= skip {
-                skip -= l;
+                st(&mut cur.skip, skip - l);
                 continue;
             }
-            base = b + skip;
-            left = l - skip;
-            skip = 0;
+            st(&mut cur.base, b + skip);
+            st(&mut cur.left, l - skip);
+            st(&mut cur.skip, 0);
             continue;
         }
         let mut n = budget - done;
         if n > left {
             n = left;
         }
-        if n > CHUNK as u64 {
-            n = CHUNK as u64;
-        }
-        let n32 = n as u32;
-        let n32 = if n32 as usize > CHUNK { CHUNK as u32 } else { n32 };
+        let n32 = if n > CHUNK as u64 { CHUNK as u32 } else { n as u32 };
+        let base = ld(&cur.base);
         let ret = unsafe {
             generated::bpf_probe_read_user(s.data.as_mut_ptr() as *mut c_void, n32, base as *const c_void)
         };
@@ -424,30 +459,31 @@ fn capture(sk: u64, c: &mut Conn, st: &Settings, dir: u8, src: Src, total: u64, 
         if ret != 0 {
             stat(STAT_READ_ERR);
         }
-        done += n;
-        base += n;
-        left -= n;
-        s.hdr.chunk_off = (done - n) as u32;
+        let n = n32 as u64;
+        st(&mut cur.done, done + n);
+        st(&mut cur.base, base + n);
+        st(&mut cur.left, left - n);
+        s.hdr.chunk_off = done as u32;
         s.hdr.cap_len = cap;
-        if done >= budget {
+        if done + n >= budget {
             s.hdr.flags |= FLAG_LAST;
         }
-        let first = done == n;
         if !output(s, cap) {
             // Record the whole message as lost when its first chunk could not be queued;
             // a later chunk failing leaves a truncated message instead.
-            if first {
+            if done == 0 {
                 c.lost[d] = c.lost[d].saturating_add(s.hdr.msg_len);
             }
             return;
         }
-        if first {
+        if done == 0 {
             c.lost[d] = 0;
         }
         s.hdr.lost = 0;
     }
     if s.hdr.flags & FLAG_LAST == 0 {
         // Ran out of segments or iterations: close the message with an empty record.
+        let done = ld(&cur.done);
         s.hdr.chunk_off = done as u32;
         s.hdr.cap_len = 0;
         s.hdr.flags |= FLAG_LAST;

@@ -129,11 +129,7 @@ impl PacketReader {
                         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                             self.interfaces.push(Interface {
                                 linktype: idb.linktype.0,
-                                // An invalid resolution falls back to the pcapng default (µs).
-                                units_per_sec: idb
-                                    .ts_resolution()
-                                    .filter(|u| *u > 0)
-                                    .unwrap_or(1_000_000),
+                                units_per_sec: units_per_sec(idb.if_tsresol),
                                 offset_secs: idb.ts_offset(),
                             });
                             None
@@ -206,6 +202,14 @@ impl PacketReader {
             }
         }
     }
+}
+
+/// pcapng `if_tsresol`: 10^-n seconds, or 2^-n when the high bit is set. An invalid value
+/// falls back to the default (µs). (pcap-parser 0.17 rejects every power-of-two resolution.)
+fn units_per_sec(tsresol: u8) -> u64 {
+    let n = u32::from(tsresol & 0x7f);
+    let units = if tsresol & 0x80 == 0 { 10u64.checked_pow(n) } else { 1u64.checked_shl(n).filter(|_| n < 64) };
+    units.unwrap_or(1_000_000)
 }
 
 /// Captured data never longer than the block says (pcap-parser already bounds it; belt and braces).

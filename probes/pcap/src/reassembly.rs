@@ -418,7 +418,9 @@ impl Reassembler {
         };
         match half.offset(data_seq) {
             Some(start) => {
-                half.insert(&mut o, start, seg.payload, self.limits.max_buffered_bytes);
+                if !seg.payload.is_empty() {
+                    half.insert(&mut o, start, seg.payload, self.limits.max_buffered_bytes);
+                }
                 let end = start + seg.payload.len() as u64;
                 if seg.missing > 0 && half.next == end {
                     // Cut by the snaplen: those bytes were on the wire but not in the file.
