@@ -15,13 +15,13 @@ use perisco_probes::EbpfSocketConfig;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Src {
     EbpfSocket(EbpfSocketConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Snk {
     Store { name: String },
 }
@@ -211,4 +211,11 @@ pub fn run(cmd: &mut std::process::Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
+}
+
+/// Connections that carried data and are closed.
+pub fn closed_data_conns(ev: &[SocketData]) -> usize {
+    use perisco_engine::event::SocketEventKind as K;
+    let data: std::collections::HashSet<u64> = ev.iter().filter(|e| e.kind == K::Data).map(|e| e.conn_id).collect();
+    ev.iter().filter(|e| e.kind == K::Close && data.contains(&e.conn_id)).count()
 }
