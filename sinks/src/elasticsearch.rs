@@ -48,6 +48,18 @@ fn default_template_name() -> String {
     "perisco".into()
 }
 
+/// How each document's `_id` is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentId {
+    /// The server assigns one: a bulk retried after a lost answer can index a duplicate.
+    #[default]
+    Auto,
+    /// A 128-bit hash of the document's JSON: a retried item overwrites itself, so retries
+    /// never duplicate (byte-identical records collapse into one document).
+    ContentHash,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchConfig {
@@ -64,6 +76,8 @@ pub struct ElasticsearchConfig {
     #[serde(default)]
     pub compression: Compression,
     pub index_template: Option<IndexTemplateConfig>,
+    #[serde(default)]
+    pub document_id: DocumentId,
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default = "default_batch")]
@@ -186,6 +200,7 @@ impl SinkConfig for ElasticsearchConfig {
             headers: self.headers()?,
             gzip: self.compression == Compression::Gzip,
             template: self.template_body(cx)?,
+            content_ids: self.document_id == DocumentId::ContentHash,
         };
         let settings =
             DeliverySettings { batch: self.batch.settings(BATCH_DEFAULTS), buffer: self.buffer, retry: self.retry };
@@ -299,6 +314,7 @@ struct Bulk {
     gzip: bool,
     /// (name, body) still to install; `None` once installed or not wanted.
     template: Option<(String, Bytes)>,
+    content_ids: bool,
 }
 
 #[derive(Deserialize)]
@@ -315,15 +331,31 @@ struct BulkItem {
     error: Option<serde_json::Value>,
 }
 
+/// 32 hex digits from two differently seeded SipHash runs over the document.
+fn content_id(line: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut a = std::hash::DefaultHasher::new();
+    line.hash(&mut a);
+    let mut b = std::hash::DefaultHasher::new();
+    0x5eed_u16.hash(&mut b);
+    line.hash(&mut b);
+    format!("{:016x}{:016x}", a.finish(), b.finish())
+}
+
 /// The `_bulk` body: an `index` action line then the document, per event.
-fn bulk_body(batch: &[Item]) -> Vec<u8> {
-    let total: usize = batch.iter().map(|i| i.line.len() + 48).sum();
+fn bulk_body(batch: &[Item], content_ids: bool) -> Vec<u8> {
+    let total: usize = batch.iter().map(|i| i.line.len() + 90).sum();
     let mut body = Vec::with_capacity(total);
     for i in batch {
         body.extend_from_slice(b"{\"index\":{\"_index\":");
         let name = i.route.as_deref().unwrap_or("perisco");
         // An index name is a JSON string; serde escapes whatever the template produced.
         let _ = serde_json::to_writer(&mut body, name);
+        if content_ids {
+            body.extend_from_slice(b",\"_id\":\"");
+            body.extend_from_slice(content_id(&i.line).as_bytes());
+            body.push(b'"');
+        }
         body.extend_from_slice(b"}}\n");
         body.extend_from_slice(&i.line);
         body.push(b'\n');
@@ -415,7 +447,7 @@ impl Deliver for Bulk {
         if let Some(wait) = self.install_template().await {
             return wait;
         }
-        let body = bulk_body(batch);
+        let body = bulk_body(batch, self.content_ids);
         let mut req = self
             .client
             .post(format!("{}/_bulk", self.endpoint()))
@@ -465,8 +497,13 @@ mod tests {
 
     #[test]
     fn bulk_body_pairs_action_and_doc() {
-        let b = bulk_body(&[item(r#"{"a":1}"#, "perisco-2023.04.11")]);
+        let b = bulk_body(&[item(r#"{"a":1}"#, "perisco-2023.04.11")], false);
         assert_eq!(b, b"{\"index\":{\"_index\":\"perisco-2023.04.11\"}}\n{\"a\":1}\n");
+        let b = String::from_utf8(bulk_body(&[item(r#"{"a":1}"#, "i")], true)).unwrap();
+        let action: serde_json::Value = serde_json::from_str(b.lines().next().unwrap()).unwrap();
+        assert_eq!(action["index"]["_id"].as_str().unwrap().len(), 32);
+        assert_eq!(content_id(b"{}"), content_id(b"{}"));
+        assert_ne!(content_id(b"{\"a\":1}"), content_id(b"{\"a\":2}"));
     }
 
     #[test]
