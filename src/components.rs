@@ -27,6 +27,9 @@ pub enum TransformKind {
 #[serde(rename_all = "snake_case")]
 pub enum SinkKind {
     File(perisco_sinks::file::FileConfig),
+    Kafka(perisco_sinks::kafka::KafkaConfig),
+    Elasticsearch(perisco_sinks::elasticsearch::ElasticsearchConfig),
+    Http(perisco_sinks::http::HttpConfig),
     // sinks: kafka, elasticsearch, http, hubble, prometheus_exporter
 }
 
@@ -95,11 +98,17 @@ impl ComponentConfig for SinkKind {
     fn type_name(&self) -> &'static str {
         match self {
             SinkKind::File(c) => c.type_name(),
+            SinkKind::Kafka(c) => c.type_name(),
+            SinkKind::Elasticsearch(c) => c.type_name(),
+            SinkKind::Http(c) => c.type_name(),
         }
     }
     fn validate(&self) -> Vec<ValueError> {
         match self {
             SinkKind::File(c) => c.validate(),
+            SinkKind::Kafka(c) => c.validate(),
+            SinkKind::Elasticsearch(c) => c.validate(),
+            SinkKind::Http(c) => c.validate(),
         }
     }
 }
@@ -108,16 +117,25 @@ impl SinkConfig for SinkKind {
     fn accepts(&self, input: DataType) -> bool {
         match self {
             SinkKind::File(c) => c.accepts(input),
+            SinkKind::Kafka(c) => c.accepts(input),
+            SinkKind::Elasticsearch(c) => c.accepts(input),
+            SinkKind::Http(c) => c.accepts(input),
         }
     }
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BoxError> {
         match self {
             SinkKind::File(c) => c.build(cx),
+            SinkKind::Kafka(c) => c.build(cx),
+            SinkKind::Elasticsearch(c) => c.build(cx),
+            SinkKind::Http(c) => c.build(cx),
         }
     }
     fn healthcheck(&self) -> Option<BoxFuture<Result<(), BoxError>>> {
         match self {
             SinkKind::File(c) => c.healthcheck(),
+            SinkKind::Kafka(c) => c.healthcheck(),
+            SinkKind::Elasticsearch(c) => c.healthcheck(),
+            SinkKind::Http(c) => c.healthcheck(),
         }
     }
 }
