@@ -1,0 +1,198 @@
+//! Shared by the integration tests: the sample records and a tiny component set
+//! (`records` source, `filter` / `remap`, `jsonl` sink) to run real pipelines.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use perisco_engine::component::*;
+use perisco_engine::event::{DataType, Event, Record};
+use perisco_vrl::{FilterConfig, RemapConfig};
+use serde::Deserialize;
+
+pub const RECORDS_JSONL: &str = include_str!("../data/records.jsonl");
+
+/// The sample records (shaped exactly like DESIGN.md's record), in file order.
+pub fn records() -> Vec<Record> {
+    RECORDS_JSONL
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("sample record"))
+        .collect()
+}
+
+pub fn record_events() -> Vec<Event> {
+    records().into_iter().map(|r| Event::Record(Box::new(r))).collect()
+}
+
+/// The JSON a sink writes for an event.
+pub fn json_of(e: &Event) -> serde_json::Value {
+    e.to_json_value().expect("event as JSON")
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestSource {
+    Records(RecordsConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestTransform {
+    Filter(FilterConfig),
+    Remap(RemapConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestSink {
+    Jsonl(JsonlConfig),
+}
+
+pub struct VrlComponents;
+
+impl Components for VrlComponents {
+    type Source = TestSource;
+    type Transform = TestTransform;
+    type Sink = TestSink;
+}
+
+/// Emits the records of a JSON-lines file once; with `hold`, then waits for shutdown
+/// (so the pipeline stays up for reload tests).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsConfig {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub hold: bool,
+}
+
+/// Writes every event as one JSON line (`Event::write_json`, as the file sink does).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlConfig {
+    pub path: PathBuf,
+}
+
+impl ComponentConfig for TestSource {
+    fn type_name(&self) -> &'static str {
+        "records"
+    }
+}
+
+impl SourceConfig for TestSource {
+    fn output(&self) -> DataType {
+        DataType::Record
+    }
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BoxError> {
+        let TestSource::Records(c) = self;
+        let text = std::fs::read_to_string(cx.resolve_path(&c.path))?;
+        let mut batch = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let r: Record = serde_json::from_str(line)?;
+            batch.push(Event::Record(Box::new(r)));
+        }
+        Ok(Box::new(RecordsSource { batch, hold: c.hold }))
+    }
+}
+
+struct RecordsSource {
+    batch: Vec<Event>,
+    hold: bool,
+}
+
+impl Source for RecordsSource {
+    fn run(self: Box<Self>, mut cx: SourceContext) -> BoxFuture<Result<(), BoxError>> {
+        Box::pin(async move {
+            cx.out.send(self.batch).await;
+            if self.hold {
+                cx.shutdown.wait().await;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl ComponentConfig for TestTransform {
+    fn type_name(&self) -> &'static str {
+        match self {
+            TestTransform::Filter(c) => c.type_name(),
+            TestTransform::Remap(c) => c.type_name(),
+        }
+    }
+    fn validate(&self) -> Vec<ValueError> {
+        match self {
+            TestTransform::Filter(c) => c.validate(),
+            TestTransform::Remap(c) => c.validate(),
+        }
+    }
+}
+
+impl TransformConfig for TestTransform {
+    fn accepts(&self, input: DataType) -> bool {
+        match self {
+            TestTransform::Filter(c) => c.accepts(input),
+            TestTransform::Remap(c) => c.accepts(input),
+        }
+    }
+    fn output(&self) -> DataType {
+        match self {
+            TestTransform::Filter(c) => c.output(),
+            TestTransform::Remap(c) => c.output(),
+        }
+    }
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn FunctionTransform>, BoxError> {
+        match self {
+            TestTransform::Filter(c) => c.build(cx),
+            TestTransform::Remap(c) => c.build(cx),
+        }
+    }
+}
+
+impl ComponentConfig for TestSink {
+    fn type_name(&self) -> &'static str {
+        "jsonl"
+    }
+}
+
+impl SinkConfig for TestSink {
+    fn accepts(&self, input: DataType) -> bool {
+        input == DataType::Record
+    }
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BoxError> {
+        let TestSink::Jsonl(c) = self;
+        Ok(Box::new(JsonlSink(cx.resolve_path(&c.path))))
+    }
+}
+
+struct JsonlSink(PathBuf);
+
+impl Sink for JsonlSink {
+    fn run(self: Box<Self>, mut cx: SinkContext) -> BoxFuture<Result<(), BoxError>> {
+        Box::pin(async move {
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.0)?;
+            while let Some(batch) = cx.input.recv().await {
+                let mut buf = Vec::new();
+                for e in &batch {
+                    e.write_json(&mut buf)?;
+                    buf.push(b'\n');
+                }
+                file.write_all(&buf)?;
+                cx.metrics.sent.add(batch.len() as u64);
+            }
+            file.flush()?;
+            Ok(())
+        })
+    }
+}
+
+/// The JSON lines a `jsonl` (or `file`) sink wrote.
+pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+pub const STOP_DEADLINE: Duration = Duration::from_secs(10);
