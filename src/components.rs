@@ -20,7 +20,9 @@ pub enum SourceKind {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransformKind {
-    // transforms: parse, match, enrich, filter, remap
+    Parse(perisco_l7::ParseConfig),
+    Match(perisco_l7::MatchConfig),
+    // transforms: enrich, filter, remap
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -75,22 +77,37 @@ impl SourceConfig for SourceKind {
 
 impl ComponentConfig for TransformKind {
     fn type_name(&self) -> &'static str {
-        match *self {}
+        match self {
+            TransformKind::Parse(c) => c.type_name(),
+            TransformKind::Match(c) => c.type_name(),
+        }
     }
     fn validate(&self) -> Vec<ValueError> {
-        match *self {}
+        match self {
+            TransformKind::Parse(c) => c.validate(),
+            TransformKind::Match(c) => c.validate(),
+        }
     }
 }
 
 impl TransformConfig for TransformKind {
-    fn accepts(&self, _input: DataType) -> bool {
-        match *self {}
+    fn accepts(&self, input: DataType) -> bool {
+        match self {
+            TransformKind::Parse(c) => c.accepts(input),
+            TransformKind::Match(c) => c.accepts(input),
+        }
     }
     fn output(&self) -> DataType {
-        match *self {}
+        match self {
+            TransformKind::Parse(c) => c.output(),
+            TransformKind::Match(c) => c.output(),
+        }
     }
-    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn FunctionTransform>, BoxError> {
-        match *self {}
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn FunctionTransform>, BoxError> {
+        match self {
+            TransformKind::Parse(c) => c.build(cx),
+            TransformKind::Match(c) => c.build(cx),
+        }
     }
 }
 
