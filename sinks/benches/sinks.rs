@@ -22,10 +22,17 @@ async fn measure(name: &str, h: &Harness, sink: Box<dyn Sink>, n: usize) {
         tx.send(b.to_vec()).await.unwrap();
     }
     drop(tx);
-    tokio::time::timeout(Duration::from_secs(600), task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(600), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(h.delivered(), n as u64, "{name}: not everything delivered");
-    println!("{name:<40} {n:>8} records  {secs:>7.2} s  {:>9.0} records/s", n as f64 / secs);
+    println!(
+        "{name:<40} {n:>8} records  {secs:>7.2} s  {:>9.0} records/s",
+        n as f64 / secs
+    );
 }
 
 fn build<C: SinkConfig>(h: &Harness, text: &str) -> Box<dyn Sink> {
@@ -35,18 +42,35 @@ fn build<C: SinkConfig>(h: &Harness, text: &str) -> Box<dyn Sink> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::var("SINK_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let n: usize = std::env::var("SINK_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     println!("sink benchmark: {n} records each, 1 in-flight batch per sink, loopback servers");
 
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::new("file");
     let path = dir.path().join("out.json").display().to_string();
-    measure("file", &h, build::<perisco_sinks::file::FileConfig>(&h, &format!("path = {path:?}")), n).await;
+    measure(
+        "file",
+        &h,
+        build::<perisco_sinks::file::FileConfig>(&h, &format!("path = {path:?}")),
+        n,
+    )
+    .await;
 
     if which("python3").is_some() {
         let port = free_port();
-        let _s = spawn_server(Command::new("python3").arg(tests_dir().join("sink_server.py")).arg(port.to_string()), port);
-        for (label, extra) in [("http ndjson (sink_server.py)", ""), ("http ndjson gzip (sink_server.py)", "compression = \"gzip\"")] {
+        let _s = spawn_server(
+            Command::new("python3")
+                .arg(tests_dir().join("sink_server.py"))
+                .arg(port.to_string()),
+            port,
+        );
+        for (label, extra) in [
+            ("http ndjson (sink_server.py)", ""),
+            ("http ndjson gzip (sink_server.py)", "compression = \"gzip\""),
+        ] {
             post_json(&format!("http://127.0.0.1:{port}/_reset"), "").await;
             let h = Harness::new("http");
             let cfg = format!("uri = \"http://127.0.0.1:{port}/\"\nbatch = {{ max_events = 1000 }}\n{extra}");
@@ -62,8 +86,13 @@ async fn main() {
         );
         let h = Harness::new("es");
         let cfg = format!("endpoints = [\"http://127.0.0.1:{port}\"]\nbatch = {{ max_events = 1000 }}");
-        measure("elasticsearch _bulk (osmem-server)", &h, build::<perisco_sinks::elasticsearch::ElasticsearchConfig>(&h, &cfg), n)
-            .await;
+        measure(
+            "elasticsearch _bulk (osmem-server)",
+            &h,
+            build::<perisco_sinks::elasticsearch::ElasticsearchConfig>(&h, &cfg),
+            n,
+        )
+        .await;
     }
 
     if which("tansu").is_some() {
@@ -81,11 +110,19 @@ async fn main() {
             port,
         );
         let bootstrap = format!("127.0.0.1:{port}");
-        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-            rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
         let t = rdkafka::admin::NewTopic::new("bench", 1, rdkafka::admin::TopicReplication::Fixed(1));
-        admin.create_topics(&[t], &rdkafka::admin::AdminOptions::new()).await.unwrap();
-        for (label, comp) in [("kafka acks=all (tansu)", "none"), ("kafka acks=all lz4 (tansu)", "lz4")] {
+        admin
+            .create_topics(&[t], &rdkafka::admin::AdminOptions::new())
+            .await
+            .unwrap();
+        for (label, comp) in [
+            ("kafka acks=all (tansu)", "none"),
+            ("kafka acks=all lz4 (tansu)", "lz4"),
+        ] {
             let h = Harness::new("kafka");
             let cfg = format!("bootstrap_servers = \"{bootstrap}\"\ntopic = \"bench\"\ncompression = \"{comp}\"");
             measure(label, &h, build::<perisco_sinks::kafka::KafkaConfig>(&h, &cfg), n).await;

@@ -98,11 +98,18 @@ fn default_timeout() -> Duration {
     Duration::from_secs(60)
 }
 fn default_batch() -> BatchConfig {
-    BatchConfig { max_events: None, max_bytes: None, timeout: None }
+    BatchConfig {
+        max_events: None,
+        max_bytes: None,
+        timeout: None,
+    }
 }
 
-const BATCH_DEFAULTS: BatchSettings =
-    BatchSettings { max_events: 1000, max_bytes: 5 << 20, timeout: Duration::from_secs(1) };
+const BATCH_DEFAULTS: BatchSettings = BatchSettings {
+    max_events: 1000,
+    max_bytes: 5 << 20,
+    timeout: Duration::from_secs(1),
+};
 
 impl ComponentConfig for ElasticsearchConfig {
     fn type_name(&self) -> &'static str {
@@ -124,7 +131,10 @@ impl ComponentConfig for ElasticsearchConfig {
             errors.push(ValueError::at("index", e));
         }
         if self.index.is_empty() || self.index.starts_with(['_', '-', '+']) {
-            errors.push(ValueError::at("index", "must not be empty or start with `_`, `-` or `+`"));
+            errors.push(ValueError::at(
+                "index",
+                "must not be empty or start with `_`, `-` or `+`",
+            ));
         }
         if self.timeout.is_zero() {
             errors.push(ValueError::at("timeout", "must be more than 0"));
@@ -150,7 +160,8 @@ impl ElasticsearchConfig {
         let body = match &t.file {
             Some(f) => {
                 let path = cx.resolve_path(f);
-                let text = std::fs::read(&path).map_err(|e| format!("index_template.file `{}`: {e}", path.display()))?;
+                let text =
+                    std::fs::read(&path).map_err(|e| format!("index_template.file `{}`: {e}", path.display()))?;
                 serde_json::from_slice::<serde_json::Value>(&text)
                     .map_err(|e| format!("index_template.file `{}`: not JSON: {e}", path.display()))?;
                 Bytes::from(text)
@@ -195,16 +206,28 @@ impl SinkConfig for ElasticsearchConfig {
         };
         let bulk = Bulk {
             client,
-            endpoints: self.endpoints.iter().map(|e| e.trim_end_matches('/').to_string()).collect(),
+            endpoints: self
+                .endpoints
+                .iter()
+                .map(|e| e.trim_end_matches('/').to_string())
+                .collect(),
             current: 0,
             headers: self.headers()?,
             gzip: self.compression == Compression::Gzip,
             template: self.template_body(cx)?,
             content_ids: self.document_id == DocumentId::ContentHash,
         };
-        let settings =
-            DeliverySettings { batch: self.batch.settings(BATCH_DEFAULTS), buffer: self.buffer, retry: self.retry };
-        Ok(Box::new(EsSink { router, bulk, settings, counters: SinkCounters::register(cx) }))
+        let settings = DeliverySettings {
+            batch: self.batch.settings(BATCH_DEFAULTS),
+            buffer: self.buffer,
+            retry: self.retry,
+        };
+        Ok(Box::new(EsSink {
+            router,
+            bulk,
+            settings,
+            counters: SinkCounters::register(cx),
+        }))
     }
 
     fn healthcheck(&self) -> Option<BoxFuture<Result<(), BoxError>>> {
@@ -227,7 +250,12 @@ impl SinkConfig for ElasticsearchConfig {
                 config_dir: None,
             };
             let client = build_client(&cx, tls.as_ref(), Duration::from_secs(5))?;
-            let resp = client.get(format!("{endpoint}/")).headers(headers).send().await.map_err(|e| error_chain(&e))?;
+            let resp = client
+                .get(format!("{endpoint}/"))
+                .headers(headers)
+                .send()
+                .await
+                .map_err(|e| error_chain(&e))?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(format!("GET {endpoint}/ answered {status}").into());
@@ -297,7 +325,9 @@ impl Router for IndexRouter {
             return Ok(());
         }
         let doc = event.to_json_value().map_err(|e| e.to_string())?;
-        let (name, missing) = self.template.render(Some(&doc), &self.missing_value, |s| index_safe(s).replace('%', "_"));
+        let (name, missing) = self
+            .template
+            .render(Some(&doc), &self.missing_value, |s| index_safe(s).replace('%', "_"));
         if missing {
             self.missing.inc();
         }
@@ -381,7 +411,13 @@ fn split_items(batch: &[Item], resp: BulkResponse) -> Outcome {
         if (200..300).contains(&r.status) {
             continue;
         }
-        let why = || format!("{}: {}", r.status, r.error.as_ref().map(|e| e.to_string()).unwrap_or_default());
+        let why = || {
+            format!(
+                "{}: {}",
+                r.status,
+                r.error.as_ref().map(|e| e.to_string()).unwrap_or_default()
+            )
+        };
         if status_is_transient(r.status) {
             first_transient.get_or_insert_with(why);
             retry.push(item.clone());
@@ -395,7 +431,11 @@ fn split_items(batch: &[Item], resp: BulkResponse) -> Outcome {
         (None, Some(t)) => format!("bulk items to retry, e.g. {t}"),
         (None, None) => "bulk reported errors but every item succeeded".into(),
     };
-    Outcome::Partial { retry, rejected, reason }
+    Outcome::Partial {
+        retry,
+        rejected,
+        reason,
+    }
 }
 
 impl Bulk {
@@ -425,7 +465,10 @@ impl Bulk {
             }
             Ok(r) if status_is_transient(r.status().as_u16()) => {
                 self.rotate();
-                Some(Outcome::Transient(format!("installing index template: HTTP {}", r.status())))
+                Some(Outcome::Transient(format!(
+                    "installing index template: HTTP {}",
+                    r.status()
+                )))
             }
             Ok(r) => {
                 let status = r.status();
@@ -436,7 +479,10 @@ impl Bulk {
             }
             Err(e) => {
                 self.rotate();
-                Some(Outcome::Transient(format!("installing index template: {}", error_chain(&e))))
+                Some(Outcome::Transient(format!(
+                    "installing index template: {}",
+                    error_chain(&e)
+                )))
             }
         }
     }
@@ -453,7 +499,11 @@ impl Deliver for Bulk {
             .post(format!("{}/_bulk", self.endpoint()))
             .headers(self.headers.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-        req = if self.gzip { req.header(CONTENT_ENCODING, "gzip").body(gzip(&body)) } else { req.body(body) };
+        req = if self.gzip {
+            req.header(CONTENT_ENCODING, "gzip").body(gzip(&body))
+        } else {
+            req.body(body)
+        };
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -492,7 +542,11 @@ mod tests {
     use super::*;
 
     fn item(line: &str, index: &str) -> Item {
-        Item { line: Bytes::copy_from_slice(line.as_bytes()), route: Some(index.into()), key: None }
+        Item {
+            line: Bytes::copy_from_slice(line.as_bytes()),
+            route: Some(index.into()),
+            key: None,
+        }
     }
 
     #[test]
@@ -514,7 +568,11 @@ mod tests {
         )
         .unwrap();
         match split_items(&batch, resp) {
-            Outcome::Partial { retry, rejected, reason } => {
+            Outcome::Partial {
+                retry,
+                rejected,
+                reason,
+            } => {
                 assert_eq!((retry.len(), rejected), (1, 1));
                 assert!(reason.contains("mapper_parsing_exception"), "{reason}");
             }

@@ -11,7 +11,9 @@ use serde::Deserialize;
 
 use crate::util::config::{BatchConfig, BatchSettings, BufferConfig, DeliverySettings, RetryConfig};
 use crate::util::driver::{self, Deliver, Item, NoRoute, Outcome};
-use crate::util::http::{AUTH_HEADER, Auth, TlsConfig, build_client, check_url, gzip, status_outcome, transport_outcome};
+use crate::util::http::{
+    AUTH_HEADER, Auth, TlsConfig, build_client, check_url, gzip, status_outcome, transport_outcome,
+};
 use crate::util::metrics::SinkCounters;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -71,11 +73,18 @@ fn default_timeout() -> Duration {
 }
 
 fn default_batch() -> BatchConfig {
-    BatchConfig { max_events: None, max_bytes: None, timeout: None }
+    BatchConfig {
+        max_events: None,
+        max_bytes: None,
+        timeout: None,
+    }
 }
 
-const BATCH_DEFAULTS: BatchSettings =
-    BatchSettings { max_events: 1000, max_bytes: 1 << 20, timeout: Duration::from_secs(1) };
+const BATCH_DEFAULTS: BatchSettings = BatchSettings {
+    max_events: 1000,
+    max_bytes: 1 << 20,
+    timeout: Duration::from_secs(1),
+};
 
 impl ComponentConfig for HttpConfig {
     fn type_name(&self) -> &'static str {
@@ -137,9 +146,16 @@ impl SinkConfig for HttpConfig {
             encoding: self.encoding,
             gzip: self.compression == Compression::Gzip,
         };
-        let settings =
-            DeliverySettings { batch: self.batch.settings(BATCH_DEFAULTS), buffer: self.buffer, retry: self.retry };
-        Ok(Box::new(HttpSink { poster, settings, counters: SinkCounters::register(cx) }))
+        let settings = DeliverySettings {
+            batch: self.batch.settings(BATCH_DEFAULTS),
+            buffer: self.buffer,
+            retry: self.retry,
+        };
+        Ok(Box::new(HttpSink {
+            poster,
+            settings,
+            counters: SinkCounters::register(cx),
+        }))
     }
 
     fn healthcheck(&self) -> Option<BoxFuture<Result<(), BoxError>>> {
@@ -208,7 +224,11 @@ impl Deliver for Poster {
     async fn deliver(&mut self, batch: &[Item]) -> Outcome {
         let body = encode_body(batch, self.encoding);
         let body = if self.gzip { gzip(&body) } else { body };
-        let req = self.client.request(self.method.clone(), &self.uri).headers(self.headers.clone()).body(Bytes::from(body));
+        let req = self
+            .client
+            .request(self.method.clone(), &self.uri)
+            .headers(self.headers.clone())
+            .body(Bytes::from(body));
         match req.send().await {
             Ok(resp) if resp.status().is_success() => {
                 // Read the body so the connection can be reused.
@@ -230,7 +250,11 @@ mod tests {
     use super::*;
 
     fn item(s: &str) -> Item {
-        Item { line: Bytes::copy_from_slice(s.as_bytes()), route: None, key: None }
+        Item {
+            line: Bytes::copy_from_slice(s.as_bytes()),
+            route: None,
+            key: None,
+        }
     }
 
     #[test]

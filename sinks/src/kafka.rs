@@ -78,11 +78,18 @@ fn default_acks() -> String {
     "all".into()
 }
 fn default_batch() -> BatchConfig {
-    BatchConfig { max_events: None, max_bytes: None, timeout: None }
+    BatchConfig {
+        max_events: None,
+        max_bytes: None,
+        timeout: None,
+    }
 }
 
-const BATCH_DEFAULTS: BatchSettings =
-    BatchSettings { max_events: 5000, max_bytes: 8 << 20, timeout: Duration::from_millis(50) };
+const BATCH_DEFAULTS: BatchSettings = BatchSettings {
+    max_events: 5000,
+    max_bytes: 8 << 20,
+    timeout: Duration::from_millis(50),
+};
 
 impl ComponentConfig for KafkaConfig {
     fn type_name(&self) -> &'static str {
@@ -97,15 +104,28 @@ impl ComponentConfig for KafkaConfig {
         match Template::parse(&self.topic) {
             Err(e) => errors.push(ValueError::at("topic", e.to_string())),
             Ok(t) if t.is_static() && (self.topic.is_empty() || kafka_topic_safe(&self.topic) != self.topic) => {
-                errors.push(ValueError::at("topic", "a topic name is 1+ characters of [A-Za-z0-9._-]"));
+                errors.push(ValueError::at(
+                    "topic",
+                    "a topic name is 1+ characters of [A-Za-z0-9._-]",
+                ));
             }
             Ok(_) => {}
         }
         if kafka_topic_safe(&self.missing_field_value) != self.missing_field_value {
-            errors.push(ValueError::at("missing_field_value", "must be characters of [A-Za-z0-9._-]"));
+            errors.push(ValueError::at(
+                "missing_field_value",
+                "must be characters of [A-Za-z0-9._-]",
+            ));
         }
-        if self.key_field.as_deref().is_some_and(|k| k.is_empty() || k.split('.').any(str::is_empty)) {
-            errors.push(ValueError::at("key_field", "must be a dotted field path like `server.podName`"));
+        if self
+            .key_field
+            .as_deref()
+            .is_some_and(|k| k.is_empty() || k.split('.').any(str::is_empty))
+        {
+            errors.push(ValueError::at(
+                "key_field",
+                "must be a dotted field path like `server.podName`",
+            ));
         }
         if !matches!(self.acks.as_str(), "all" | "-1" | "0" | "1") {
             errors.push(ValueError::at("acks", "must be \"all\", \"1\" or \"0\""));
@@ -143,27 +163,45 @@ impl SinkConfig for KafkaConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BoxError> {
-        let producer: FutureProducer =
-            self.client_config().create().map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
+        let producer: FutureProducer = self
+            .client_config()
+            .create()
+            .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
         let router = TopicRouter {
             template: Template::parse(&self.topic)?,
-            static_topic: Template::parse(&self.topic)?.is_static().then(|| Arc::from(self.topic.as_str())),
+            static_topic: Template::parse(&self.topic)?
+                .is_static()
+                .then(|| Arc::from(self.topic.as_str())),
             missing_value: self.missing_field_value.clone(),
-            key_path: self.key_field.as_ref().map(|k| k.split('.').map(str::to_string).collect()),
+            key_path: self
+                .key_field
+                .as_ref()
+                .map(|k| k.split('.').map(str::to_string).collect()),
             missing: cx.registry.counter(
                 "perisco_sink_template_missing_field_total",
                 "Events whose index/topic template named a field they lack (the fallback text was used).",
                 &[("component_id", &cx.id)],
             ),
         };
-        let settings =
-            DeliverySettings { batch: self.batch.settings(BATCH_DEFAULTS), buffer: self.buffer, retry: self.retry };
-        Ok(Box::new(KafkaSink { producer, router, settings, counters: SinkCounters::register(cx) }))
+        let settings = DeliverySettings {
+            batch: self.batch.settings(BATCH_DEFAULTS),
+            buffer: self.buffer,
+            retry: self.retry,
+        };
+        Ok(Box::new(KafkaSink {
+            producer,
+            router,
+            settings,
+            counters: SinkCounters::register(cx),
+        }))
     }
 
     fn healthcheck(&self) -> Option<BoxFuture<Result<(), BoxError>>> {
         let config = self.client_config();
-        let topic = Template::parse(&self.topic).ok()?.is_static().then(|| self.topic.clone());
+        let topic = Template::parse(&self.topic)
+            .ok()?
+            .is_static()
+            .then(|| self.topic.clone());
         Some(Box::pin(async move {
             tokio::task::spawn_blocking(move || -> Result<(), BoxError> {
                 let p: rdkafka::producer::BaseProducer = config.create()?;
@@ -172,9 +210,14 @@ impl SinkConfig for KafkaConfig {
                     .fetch_metadata(topic.as_deref(), Duration::from_secs(5))
                     .map_err(|e| format!("cannot fetch metadata from the brokers: {e}"))?;
                 if let Some(t) = &topic {
-                    let ok = md.topics().iter().any(|m| m.name() == t && m.error().is_none() && !m.partitions().is_empty());
+                    let ok = md
+                        .topics()
+                        .iter()
+                        .any(|m| m.name() == t && m.error().is_none() && !m.partitions().is_empty());
                     if !ok {
-                        return Err(format!("topic `{t}` does not exist (create it; brokers may not auto-create)").into());
+                        return Err(
+                            format!("topic `{t}` does not exist (create it; brokers may not auto-create)").into(),
+                        );
                     }
                 }
                 Ok(())
@@ -193,7 +236,15 @@ struct KafkaSink {
 
 impl Sink for KafkaSink {
     fn run(self: Box<Self>, cx: SinkContext) -> BoxFuture<Result<(), BoxError>> {
-        Box::pin(driver::run(cx, self.settings, self.counters, self.router, Producing { producer: self.producer }))
+        Box::pin(driver::run(
+            cx,
+            self.settings,
+            self.counters,
+            self.router,
+            Producing {
+                producer: self.producer,
+            },
+        ))
     }
 }
 
@@ -215,7 +266,9 @@ impl Router for TopicRouter {
         item.route = Some(match &self.static_topic {
             Some(t) => t.clone(),
             None => {
-                let (topic, missing) = self.template.render(doc.as_ref(), &self.missing_value, kafka_topic_safe);
+                let (topic, missing) = self
+                    .template
+                    .render(doc.as_ref(), &self.missing_value, kafka_topic_safe);
                 if missing {
                     self.missing.inc();
                 }
@@ -272,7 +325,11 @@ impl Deliver for Producing {
                 Ok(f) => pending.push((i, f)),
                 Err((e, _)) => {
                     first_error.get_or_insert_with(|| format!("enqueue: {e}"));
-                    if is_permanent(&e) { rejected += 1 } else { retry.push(item.clone()) }
+                    if is_permanent(&e) {
+                        rejected += 1
+                    } else {
+                        retry.push(item.clone())
+                    }
                 }
             }
         }
@@ -280,8 +337,13 @@ impl Deliver for Producing {
             match f.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => {
-                    first_error.get_or_insert_with(|| format!("topic `{}`: {e}", batch[i].route.as_deref().unwrap_or("")));
-                    if is_permanent(&e) { rejected += 1 } else { retry.push(batch[i].clone()) }
+                    first_error
+                        .get_or_insert_with(|| format!("topic `{}`: {e}", batch[i].route.as_deref().unwrap_or("")));
+                    if is_permanent(&e) {
+                        rejected += 1
+                    } else {
+                        retry.push(batch[i].clone())
+                    }
                 }
                 Err(_) => {
                     first_error.get_or_insert_with(|| "producer gone before the report".into());
@@ -291,7 +353,11 @@ impl Deliver for Producing {
         }
         match first_error {
             None => Outcome::Delivered,
-            Some(reason) => Outcome::Partial { retry, rejected, reason },
+            Some(reason) => Outcome::Partial {
+                retry,
+                rejected,
+                reason,
+            },
         }
     }
 }

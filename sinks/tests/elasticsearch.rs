@@ -32,7 +32,11 @@ async fn run_all(h: &Harness, sink: Box<dyn Sink>, events: Vec<Event>) {
         tx.send(b.to_vec()).await.unwrap();
     }
     drop(tx);
-    tokio::time::timeout(Duration::from_secs(120), task).await.expect("sink did not finish").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(120), task)
+        .await
+        .expect("sink did not finish")
+        .unwrap()
+        .unwrap();
 }
 
 async fn count(base: &str, index: &str) -> u64 {
@@ -43,8 +47,17 @@ async fn count(base: &str, index: &str) -> u64 {
 
 /// Every document's `_source` in `index`.
 async fn all_docs(base: &str, index: &str, max: usize) -> Vec<Value> {
-    let r = post_json(&format!("{base}/{index}/_search"), &format!(r#"{{"size":{max},"query":{{"match_all":{{}}}}}}"#)).await;
-    r["hits"]["hits"].as_array().unwrap_or_else(|| panic!("{r}")).iter().map(|h| h["_source"].clone()).collect()
+    let r = post_json(
+        &format!("{base}/{index}/_search"),
+        &format!(r#"{{"size":{max},"query":{{"match_all":{{}}}}}}"#),
+    )
+    .await;
+    r["hits"]["hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .map(|h| h["_source"].clone())
+        .collect()
 }
 
 fn needs(test: &str) -> bool {
@@ -99,11 +112,9 @@ async fn elasticsearch_retries_items_refused_with_429() {
     let base = format!("http://127.0.0.1:{port}");
     let proxy_port = free_port();
     let _proxy = spawn_server(
-        Command::new("python3").arg(tests_dir().join("es_fault_proxy.py")).args([
-            proxy_port.to_string(),
-            base.clone(),
-            "2".into(),
-        ]),
+        Command::new("python3")
+            .arg(tests_dir().join("es_fault_proxy.py"))
+            .args([proxy_port.to_string(), base.clone(), "2".into()]),
         proxy_port,
     );
     const N: usize = 200;
@@ -127,7 +138,11 @@ async fn elasticsearch_retries_items_refused_with_429() {
     assert_eq!(h.retried(), faked, "every 429 item retried, nothing else");
     assert_eq!(h.delivered(), N as u64);
     assert_eq!(h.dropped_total(), 0);
-    assert_eq!(count(&base, "perisco-*").await, N as u64, "exactly N: retried items are the refused ones only");
+    assert_eq!(
+        count(&base, "perisco-*").await,
+        N as u64,
+        "exactly N: retried items are the refused ones only"
+    );
     let got = by_seq(all_docs(&base, "perisco-*", N + 10).await);
     assert_same_records(&got, &by_seq(file_sink_output(&events).await));
 }
@@ -192,12 +207,24 @@ async fn outage(drop_newest: bool) {
             proxy.port
         ),
     );
-    let o = Outage { before: 400, buffer_max: 200, sink_batch: 50, feed_batch: 50, channel: 2, drop_newest };
+    let o = Outage {
+        before: 400,
+        buffer_max: 200,
+        sink_batch: 50,
+        feed_batch: 50,
+        channel: 2,
+        drop_newest,
+    };
     run_through_outage(&h, s, &mut proxy, records(N, 0), o).await;
     let total = count(&base, "perisco-*").await;
     let docs = all_docs(&base, "perisco-*", total as usize).await;
     let seqs: BTreeSet<u64> = docs.iter().map(|d| d["pid"].as_u64().unwrap()).collect();
-    eprintln!("documents {total}, distinct {}, delivered {}, retried {}", seqs.len(), h.delivered(), h.retried());
+    eprintln!(
+        "documents {total}, distinct {}, delivered {}, retried {}",
+        seqs.len(),
+        h.delivered(),
+        h.retried()
+    );
     // Auto ids: at least once (a request cut after indexing is sent again).
     assert_eq!(seqs.len() as u64, h.delivered(), "distinct documents = delivered");
     if !drop_newest {

@@ -24,8 +24,16 @@ async fn file_sink_writes_every_event_and_counts_it() {
     let events = records(N, 0);
     let (_, feeder) = feed(tx, events.clone(), 64);
     feeder.await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap().unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(&path).unwrap().lines().map(str::to_string).collect();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
     assert_eq!(lines.len(), N);
     for (line, event) in lines.iter().zip(&events) {
         let mut want = Vec::new();

@@ -14,7 +14,13 @@ use serde_json::Value;
 
 fn start_server(port: u16, status: u16) -> ChildGuard {
     let script = tests_dir().join("sink_server.py");
-    spawn_server(Command::new("python3").arg(script).arg(port.to_string()).env("SINK_STATUS", status.to_string()), port)
+    spawn_server(
+        Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .env("SINK_STATUS", status.to_string()),
+        port,
+    )
 }
 
 fn sink(h: &Harness, toml_text: &str) -> Box<dyn Sink> {
@@ -26,7 +32,13 @@ fn sink(h: &Harness, toml_text: &str) -> Box<dyn Sink> {
 /// Every record in requests the server answered with `status`, and those requests.
 async fn received(port: u16, status: u64) -> (Vec<Value>, Vec<Value>) {
     let reqs = get_json(&format!("http://127.0.0.1:{port}/_requests")).await;
-    let reqs: Vec<Value> = reqs.as_array().unwrap().iter().filter(|r| r["status"] == status).cloned().collect();
+    let reqs: Vec<Value> = reqs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == status)
+        .cloned()
+        .collect();
     let mut records = Vec::new();
     for r in &reqs {
         let body = r["body"].as_str().unwrap();
@@ -46,12 +58,19 @@ async fn run_all(h: &Harness, sink: Box<dyn Sink>, events: Vec<perisco_engine::e
         tx.send(b.to_vec()).await.unwrap();
     }
     drop(tx);
-    tokio::time::timeout(Duration::from_secs(120), task).await.expect("sink did not finish").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(120), task)
+        .await
+        .expect("sink did not finish")
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_delivers_every_record_as_the_file_sink_writes_it() {
-    if !require("http_delivers_every_record_as_the_file_sink_writes_it", &[Need::Command("python3")]) {
+    if !require(
+        "http_delivers_every_record_as_the_file_sink_writes_it",
+        &[Need::Command("python3")],
+    ) {
         return;
     }
     let port = free_port();
@@ -87,9 +106,16 @@ async fn http_delivers_every_record_as_the_file_sink_writes_it() {
             let hdr = |k: &str| r["headers"][k].as_str().map(str::to_string);
             assert_eq!(hdr("authorization").as_deref(), Some("Bearer s3cret"));
             assert_eq!(hdr("x-tenant").as_deref(), Some("t1"));
-            let ct = if encoding == "ndjson" { "application/x-ndjson" } else { "application/json" };
+            let ct = if encoding == "ndjson" {
+                "application/x-ndjson"
+            } else {
+                "application/json"
+            };
             assert_eq!(hdr("content-type").as_deref(), Some(ct));
-            assert_eq!(hdr("content-encoding").as_deref() == Some("gzip"), compression == "gzip");
+            assert_eq!(
+                hdr("content-encoding").as_deref() == Some("gzip"),
+                compression == "gzip"
+            );
         }
     }
 }
@@ -120,10 +146,18 @@ async fn http_retries_through_a_503_period() {
     }
     drop(tx);
     // Several refused attempts, then the server recovers.
-    assert!(eventually(Duration::from_secs(30), || h.retried() >= 300).await, "retried {}", h.retried());
+    assert!(
+        eventually(Duration::from_secs(30), || h.retried() >= 300).await,
+        "retried {}",
+        h.retried()
+    );
     assert_eq!(h.delivered(), 0);
     post_json(&format!("http://127.0.0.1:{port}/_status/200"), "").await;
-    tokio::time::timeout(Duration::from_secs(60), task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let (got, _) = received(port, 200).await;
     let seqs: BTreeSet<u64> = got.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
     assert_eq!(got.len(), N, "exactly N records in 2xx requests");
@@ -183,13 +217,24 @@ async fn outage(drop_newest: bool) {
             proxy.port
         ),
     );
-    let o = Outage { before: 500, buffer_max: 200, sink_batch: 50, feed_batch: 50, channel: 2, drop_newest };
+    let o = Outage {
+        before: 500,
+        buffer_max: 200,
+        sink_batch: 50,
+        feed_batch: 50,
+        channel: 2,
+        drop_newest,
+    };
     run_through_outage(&h, s, &mut proxy, records(N, 0), o).await;
     let (got, _) = received(server_port, 200).await;
     let seqs: BTreeSet<u64> = got.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
     // A request cut after the server read it but before the reply arrived is sent again:
     // at-least-once, so compare distinct records.
-    assert_eq!(seqs.len() as u64, h.delivered(), "distinct records received = delivered");
+    assert_eq!(
+        seqs.len() as u64,
+        h.delivered(),
+        "distinct records received = delivered"
+    );
     if !drop_newest {
         assert_eq!(seqs, (0..N as u64).collect::<BTreeSet<_>>());
     }
@@ -197,7 +242,10 @@ async fn outage(drop_newest: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_outage_with_block_delivers_everything_after_recovery() {
-    if !require("http_outage_with_block_delivers_everything_after_recovery", &[Need::Command("python3")]) {
+    if !require(
+        "http_outage_with_block_delivers_everything_after_recovery",
+        &[Need::Command("python3")],
+    ) {
         return;
     }
     outage(false).await;
@@ -205,7 +253,10 @@ async fn http_outage_with_block_delivers_everything_after_recovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_outage_with_drop_newest_counts_every_drop() {
-    if !require("http_outage_with_drop_newest_counts_every_drop", &[Need::Command("python3")]) {
+    if !require(
+        "http_outage_with_drop_newest_counts_every_drop",
+        &[Need::Command("python3")],
+    ) {
         return;
     }
     outage(true).await;

@@ -34,10 +34,20 @@ fn start_tansu(port: u16, advertised: u16) -> ChildGuard {
 }
 
 async fn create_topics(bootstrap: &str, names: &[&str]) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-    let topics: Vec<NewTopic<'_>> = names.iter().map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1))).collect();
-    let res = admin.create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))).await;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)))
+        .collect();
+    let res = admin
+        .create_topics(
+            &topics,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await;
     for r in res.expect("create topics") {
         r.expect("topic created");
     }
@@ -85,7 +95,10 @@ fn sink(h: &Harness, toml_text: &str) -> Box<dyn Sink> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_delivers_every_record_as_the_file_sink_writes_it() {
-    if !require("kafka_delivers_every_record_as_the_file_sink_writes_it", &[Need::Command("tansu")]) {
+    if !require(
+        "kafka_delivers_every_record_as_the_file_sink_writes_it",
+        &[Need::Command("tansu")],
+    ) {
         return;
     }
     let port = free_port();
@@ -114,11 +127,22 @@ async fn kafka_delivers_every_record_as_the_file_sink_writes_it() {
         tx.send(b.to_vec()).await.unwrap();
     }
     drop(tx);
-    tokio::time::timeout(Duration::from_secs(120), task).await.expect("sink did not finish").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(120), task)
+        .await
+        .expect("sink did not finish")
+        .unwrap()
+        .unwrap();
     assert_eq!(h.delivered(), N as u64);
     assert_eq!(h.dropped_total(), 0);
-    let missing = h.registry.counter_value("perisco_sink_template_missing_field_total", &[("component_id", "kafka")]);
-    assert_eq!(missing, Some(N as u64 / 3), "records without server.namespace went to the fallback topic");
+    let missing = h.registry.counter_value(
+        "perisco_sink_template_missing_field_total",
+        &[("component_id", "kafka")],
+    );
+    assert_eq!(
+        missing,
+        Some(N as u64 / 3),
+        "records without server.namespace went to the fallback topic"
+    );
 
     let msgs = consume(&bootstrap, &topics, N);
     assert_eq!(msgs.len(), N, "exactly N messages in the topics");
@@ -158,7 +182,14 @@ async fn outage(drop_newest: bool) {
             "#
         ),
     );
-    let o = Outage { before: 500, buffer_max: 300, sink_batch: 100, feed_batch: 50, channel: 2, drop_newest };
+    let o = Outage {
+        before: 500,
+        buffer_max: 300,
+        sink_batch: 100,
+        feed_batch: 50,
+        channel: 2,
+        drop_newest,
+    };
     run_through_outage(&h, s, &mut proxy, records(N, 0), o).await;
     let msgs = consume(&bootstrap, &["perisco-outage"], h.delivered() as usize);
     let seqs: BTreeSet<u64> = msgs.iter().map(|(_, _, v)| v["pid"].as_u64().unwrap()).collect();
@@ -170,7 +201,10 @@ async fn outage(drop_newest: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_outage_with_block_delivers_everything_after_recovery() {
-    if !require("kafka_outage_with_block_delivers_everything_after_recovery", &[Need::Command("tansu")]) {
+    if !require(
+        "kafka_outage_with_block_delivers_everything_after_recovery",
+        &[Need::Command("tansu")],
+    ) {
         return;
     }
     outage(false).await;
@@ -178,7 +212,10 @@ async fn kafka_outage_with_block_delivers_everything_after_recovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_outage_with_drop_newest_counts_every_drop() {
-    if !require("kafka_outage_with_drop_newest_counts_every_drop", &[Need::Command("tansu")]) {
+    if !require(
+        "kafka_outage_with_drop_newest_counts_every_drop",
+        &[Need::Command("tansu")],
+    ) {
         return;
     }
     outage(true).await;

@@ -74,7 +74,10 @@ fn default_buffer_events() -> usize {
 
 impl Default for BufferConfig {
     fn default() -> Self {
-        BufferConfig { max_events: default_buffer_events(), when_full: WhenFull::Block }
+        BufferConfig {
+            max_events: default_buffer_events(),
+            when_full: WhenFull::Block,
+        }
     }
 }
 
@@ -133,7 +136,10 @@ impl RetryConfig {
             errors.push(ValueError::at("retry.initial_backoff", "must be more than 0"));
         }
         if self.max_backoff < self.initial_backoff {
-            errors.push(ValueError::at("retry.max_backoff", "must be at least retry.initial_backoff"));
+            errors.push(ValueError::at(
+                "retry.max_backoff",
+                "must be at least retry.initial_backoff",
+            ));
         }
         if self.max_attempts == Some(0) {
             errors.push(ValueError::at("retry.max_attempts", "must be at least 1"));

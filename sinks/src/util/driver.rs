@@ -51,7 +51,11 @@ pub enum Outcome {
     Permanent(String),
     /// Item by item: `retry` failed transiently, `rejected` were refused for good, the rest
     /// was delivered.
-    Partial { retry: Vec<Item>, rejected: usize, reason: String },
+    Partial {
+        retry: Vec<Item>,
+        rejected: usize,
+        reason: String,
+    },
 }
 
 pub trait Deliver: Send + 'static {
@@ -75,7 +79,13 @@ pub async fn run<R: Router, D: Deliver>(
     // Set to the flush deadline once the input has ended.
     let (deadline_tx, deadline_rx) = watch::channel::<Option<Instant>>(None);
     let reader = read_input(input, tx, settings, counters.clone(), router, deadline_tx);
-    let mut writer = Writer { settings, counters, deliver, deadline: deadline_rx, giving_up: false };
+    let mut writer = Writer {
+        settings,
+        counters,
+        deliver,
+        deadline: deadline_rx,
+        giving_up: false,
+    };
     let writer = writer.run(rx, reopen);
     tokio::join!(reader, writer);
     Ok(())
@@ -99,7 +109,11 @@ async fn read_input<R: Router>(
                 error!(error = %e, "cannot serialise event; dropped");
                 continue;
             }
-            let mut item = Item { line: Bytes::copy_from_slice(&line), route: None, key: None };
+            let mut item = Item {
+                line: Bytes::copy_from_slice(&line),
+                route: None,
+                key: None,
+            };
             if let Err(e) = router.route(event, &mut item) {
                 counters.dropped(DropReason::Encode, 1);
                 counters.standard.errors.inc();
@@ -224,7 +238,11 @@ impl<D: Deliver> Writer<D> {
                     error!(events = n, %reason, "batch refused by the destination (not retried); events dropped");
                     return;
                 }
-                Outcome::Partial { retry, rejected, reason } => {
+                Outcome::Partial {
+                    retry,
+                    rejected,
+                    reason,
+                } => {
                     let delivered = n.saturating_sub(retry.len() + rejected);
                     self.counters.delivered(delivered as u64);
                     if rejected > 0 {
@@ -270,7 +288,9 @@ impl<D: Deliver> Writer<D> {
 
     /// Time left before the flush deadline, once the input has ended.
     fn remaining(&self) -> Option<Duration> {
-        self.deadline.borrow().map(|d| d.saturating_duration_since(Instant::now()))
+        self.deadline
+            .borrow()
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 }
 
@@ -296,7 +316,11 @@ mod tests {
         async fn deliver(&mut self, batch: &[Item]) -> Outcome {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             self.sizes.lock().unwrap().push(batch.len());
-            if n < self.fail_first { Outcome::Transient("down".into()) } else { Outcome::Delivered }
+            if n < self.fail_first {
+                Outcome::Transient("down".into())
+            } else {
+                Outcome::Delivered
+            }
         }
     }
 
@@ -310,7 +334,11 @@ mod tests {
             health: perisco_engine::health::HealthRegistry::new().handle("t".into()),
             config_dir: None,
         };
-        let settings = DeliverySettings { batch, buffer: BufferConfig::default(), retry };
+        let settings = DeliverySettings {
+            batch,
+            buffer: BufferConfig::default(),
+            retry,
+        };
         (SinkCounters::register(&cx), settings, registry)
     }
 
@@ -322,24 +350,47 @@ mod tests {
     async fn drive(counters: SinkCounters, settings: DeliverySettings, d: Flaky, n: u64) {
         let (tx, input) = BatchReceiver::for_test(4);
         let (_keep, reopen) = tokio::sync::broadcast::channel(1);
-        let cx = SinkContext { input, reopen, metrics: counters.standard.clone() };
+        let cx = SinkContext {
+            input,
+            reopen,
+            metrics: counters.standard.clone(),
+        };
         let task = tokio::spawn(run(cx, settings, counters, NoRoute, d));
         tx.send(events(n)).await.unwrap();
         drop(tx);
-        tokio::time::timeout(Duration::from_secs(20), task).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 
     fn flaky(fail_first: usize) -> (Flaky, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<usize>>>) {
         let calls = Arc::new(AtomicUsize::new(0));
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
-        (Flaky { fail_first, calls: calls.clone(), sizes: sizes.clone() }, calls, sizes)
+        (
+            Flaky {
+                fail_first,
+                calls: calls.clone(),
+                sizes: sizes.clone(),
+            },
+            calls,
+            sizes,
+        )
     }
 
-    const BATCH: BatchSettings = BatchSettings { max_events: 10, max_bytes: 1 << 20, timeout: Duration::ZERO };
+    const BATCH: BatchSettings = BatchSettings {
+        max_events: 10,
+        max_bytes: 1 << 20,
+        timeout: Duration::ZERO,
+    };
 
     #[tokio::test]
     async fn batches_are_cut_by_max_events_and_retried_until_delivered() {
-        let retry = RetryConfig { initial_backoff: Duration::from_millis(1), ..RetryConfig::default() };
+        let retry = RetryConfig {
+            initial_backoff: Duration::from_millis(1),
+            ..RetryConfig::default()
+        };
         let (c, s, _) = setup(retry, BATCH);
         let (d, calls, sizes) = flaky(3);
         drive(c.clone(), s, d, 25).await;
@@ -358,7 +409,14 @@ mod tests {
             events(1)[0].write_json(&mut v).unwrap();
             v.len()
         };
-        let (c, s, _) = setup(retry, BatchSettings { max_events: 100, max_bytes: one * 3, timeout: Duration::ZERO });
+        let (c, s, _) = setup(
+            retry,
+            BatchSettings {
+                max_events: 100,
+                max_bytes: one * 3,
+                timeout: Duration::ZERO,
+            },
+        );
         let (d, _, sizes) = flaky(0);
         drive(c.clone(), s, d, 7).await;
         assert_eq!(*sizes.lock().unwrap(), [3, 3, 1]);
@@ -367,7 +425,11 @@ mod tests {
 
     #[tokio::test]
     async fn max_attempts_drops_and_counts() {
-        let retry = RetryConfig { initial_backoff: Duration::from_millis(1), max_attempts: Some(2), ..RetryConfig::default() };
+        let retry = RetryConfig {
+            initial_backoff: Duration::from_millis(1),
+            max_attempts: Some(2),
+            ..RetryConfig::default()
+        };
         let (c, s, _) = setup(retry, BATCH);
         let (d, calls, _) = flaky(usize::MAX);
         drive(c.clone(), s, d, 20).await;

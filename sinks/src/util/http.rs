@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use perisco_engine::component::{BoxError, BuildContext, ValueError};
-use reqwest::header::{HeaderValue, AUTHORIZATION};
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Deserialize;
 
 use super::driver::Outcome;
@@ -41,7 +41,8 @@ impl Auth {
             Auth::Bearer { token } => format!("Bearer {token}"),
             Auth::ApiKey { key } => format!("ApiKey {key}"),
         };
-        let mut v = HeaderValue::from_str(&text).map_err(|_| "auth: credentials contain characters not allowed in a header")?;
+        let mut v =
+            HeaderValue::from_str(&text).map_err(|_| "auth: credentials contain characters not allowed in a header")?;
         v.set_sensitive(true);
         Ok(v)
     }
@@ -59,10 +60,16 @@ pub struct TlsConfig {
 }
 
 /// A reqwest client with rustls (ring), HTTP/1.1, the request timeout, and the TLS options.
-pub fn build_client(cx: &BuildContext, tls: Option<&TlsConfig>, timeout: Duration) -> Result<reqwest::Client, BoxError> {
+pub fn build_client(
+    cx: &BuildContext,
+    tls: Option<&TlsConfig>,
+    timeout: Duration,
+) -> Result<reqwest::Client, BoxError> {
     // The process-wide rustls provider; another component may have installed it already.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout.min(Duration::from_secs(10)));
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)));
     if let Some(tls) = tls {
         if let Some(ca) = &tls.ca_file {
             let path = cx.resolve_path(ca);
@@ -83,7 +90,10 @@ pub fn build_client(cx: &BuildContext, tls: Option<&TlsConfig>, timeout: Duratio
 pub fn check_url(key: &str, url: &str, errors: &mut Vec<ValueError>) {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        Ok(u) => errors.push(ValueError::at(key, format!("`{}` is not an http(s) URL with a host", u.scheme()))),
+        Ok(u) => errors.push(ValueError::at(
+            key,
+            format!("`{}` is not an http(s) URL with a host", u.scheme()),
+        )),
         Err(e) => errors.push(ValueError::at(key, format!("invalid URL: {e}"))),
     }
 }
@@ -110,7 +120,11 @@ pub fn transport_outcome(e: &reqwest::Error) -> Outcome {
 pub fn status_outcome(status: reqwest::StatusCode, body: &[u8]) -> Outcome {
     let snippet = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
     let reason = format!("HTTP {status}: {snippet}");
-    if status_is_transient(status.as_u16()) { Outcome::Transient(reason) } else { Outcome::Permanent(reason) }
+    if status_is_transient(status.as_u16()) {
+        Outcome::Transient(reason)
+    } else {
+        Outcome::Permanent(reason)
+    }
 }
 
 /// "error sending request: connection refused", not just the outer layer.
@@ -155,14 +169,24 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc4648() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(i.as_bytes()), o);
         }
     }
 
     #[test]
     fn auth_debug_hides_secrets() {
-        let a = Auth::Basic { user: "elastic".into(), password: "hunter2".into() };
+        let a = Auth::Basic {
+            user: "elastic".into(),
+            password: "hunter2".into(),
+        };
         assert!(!format!("{a:?}").contains("hunter2"));
         assert!(!format!("{:?}", Auth::Bearer { token: "tok123".into() }).contains("tok123"));
         assert_eq!(a.header().unwrap().to_str().unwrap(), "Basic ZWxhc3RpYzpodW50ZXIy");
@@ -171,8 +195,16 @@ mod tests {
 
     #[test]
     fn classifies_http_results() {
-        assert!(matches!(status_outcome(reqwest::StatusCode::SERVICE_UNAVAILABLE, b""), Outcome::Transient(_)));
-        assert!(matches!(status_outcome(reqwest::StatusCode::TOO_MANY_REQUESTS, b""), Outcome::Transient(_)));
-        assert!(matches!(status_outcome(reqwest::StatusCode::BAD_REQUEST, b"bad"), Outcome::Permanent(r) if r.contains("bad")));
+        assert!(matches!(
+            status_outcome(reqwest::StatusCode::SERVICE_UNAVAILABLE, b""),
+            Outcome::Transient(_)
+        ));
+        assert!(matches!(
+            status_outcome(reqwest::StatusCode::TOO_MANY_REQUESTS, b""),
+            Outcome::Transient(_)
+        ));
+        assert!(
+            matches!(status_outcome(reqwest::StatusCode::BAD_REQUEST, b"bad"), Outcome::Permanent(r) if r.contains("bad"))
+        );
     }
 }

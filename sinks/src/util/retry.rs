@@ -18,7 +18,11 @@ impl Backoff {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64);
-        Backoff { next: cfg.initial_backoff, max: cfg.max_backoff, rng: seed | 1 }
+        Backoff {
+            next: cfg.initial_backoff,
+            max: cfg.max_backoff,
+            rng: seed | 1,
+        }
     }
 
     pub fn next_wait(&mut self) -> Duration {

@@ -94,7 +94,15 @@ pub fn scalar_text(v: &Value) -> Option<String> {
 
 /// Kafka topic names allow `[A-Za-z0-9._-]`; anything else becomes `_`.
 pub fn kafka_topic_safe(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Elasticsearch index names are lowercase without `\ / * ? " < > | , #` or spaces.
@@ -141,7 +149,12 @@ impl Civil {
             return None;
         }
         let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
-        let c = Civil { year: i64::from(num(0..4)?), month: num(5..7)?, day: num(8..10)?, hour: num(11..13)? };
+        let c = Civil {
+            year: i64::from(num(0..4)?),
+            month: num(5..7)?,
+            day: num(8..10)?,
+            hour: num(11..13)?,
+        };
         ((1..=12).contains(&c.month) && (1..=31).contains(&c.day) && c.hour < 24).then_some(c)
     }
 }
@@ -156,7 +169,11 @@ pub fn check_date_pattern(pattern: &str) -> Result<(), String> {
         if c == '%' {
             match chars.next() {
                 Some('Y' | 'm' | 'd' | 'H' | '%') => {}
-                Some(o) => return Err(format!("unsupported date directive `%{o}` (supported: {DATE_DIRECTIVES})")),
+                Some(o) => {
+                    return Err(format!(
+                        "unsupported date directive `%{o}` (supported: {DATE_DIRECTIVES})"
+                    ));
+                }
                 None => return Err("a lone `%` at the end (write `%%` for a percent sign)".into()),
             }
         }
@@ -199,9 +216,15 @@ mod tests {
         let t = Template::parse("perisco-{{ server.namespace }}-{{l7.response.http.code}}").unwrap();
         assert!(!t.is_static());
         let doc = json!({"server": {"namespace": "Shop Front"}, "l7": {"response": {"http": {"code": 503}}}});
-        assert_eq!(t.render(Some(&doc), "unknown", kafka_topic_safe), ("perisco-Shop_Front-503".into(), false));
+        assert_eq!(
+            t.render(Some(&doc), "unknown", kafka_topic_safe),
+            ("perisco-Shop_Front-503".into(), false)
+        );
         let doc = json!({"l7": {}});
-        assert_eq!(t.render(Some(&doc), "unknown", kafka_topic_safe), ("perisco-unknown-unknown".into(), true));
+        assert_eq!(
+            t.render(Some(&doc), "unknown", kafka_topic_safe),
+            ("perisco-unknown-unknown".into(), true)
+        );
         assert!(Template::parse("static").unwrap().is_static());
     }
 
@@ -216,10 +239,34 @@ mod tests {
     fn civil_dates() {
         // 2023-04-11T03:43:29.619285359Z
         let c = Civil::from_unix_ns(1_681_184_609_619_285_359);
-        assert_eq!(c, Civil { year: 2023, month: 4, day: 11, hour: 3 });
-        assert_eq!(Civil::from_unix_ns(0), Civil { year: 1970, month: 1, day: 1, hour: 0 });
+        assert_eq!(
+            c,
+            Civil {
+                year: 2023,
+                month: 4,
+                day: 11,
+                hour: 3
+            }
+        );
+        assert_eq!(
+            Civil::from_unix_ns(0),
+            Civil {
+                year: 1970,
+                month: 1,
+                day: 1,
+                hour: 0
+            }
+        );
         // leap day
-        assert_eq!(Civil::from_unix_ns(951_782_400 * 1_000_000_000), Civil { year: 2000, month: 2, day: 29, hour: 0 });
+        assert_eq!(
+            Civil::from_unix_ns(951_782_400 * 1_000_000_000),
+            Civil {
+                year: 2000,
+                month: 2,
+                day: 29,
+                hour: 0
+            }
+        );
         assert_eq!(Civil::from_rfc3339_prefix("2023-04-11T03:43:29.6Z"), Some(c));
         assert_eq!(Civil::from_rfc3339_prefix("2023-13-11T03"), None);
         assert_eq!(strftime_utc("perisco-%Y.%m.%d-%H%%", c), "perisco-2023.04.11-03%");

@@ -30,20 +30,32 @@ pub fn records(n: usize, start: u32) -> Vec<Event> {
         .map(|i| {
             let seq = start + i;
             let ns = NAMESPACES[(seq % 3) as usize];
-            let code = if seq % 7 == 0 { 503 } else { 200 };
+            let code = if seq.is_multiple_of(7) { 503 } else { 200 };
             // Two calendar days, so date-named indices get two names.
             let day = u64::from(seq % 2) * 86_400_000_000_000;
             let r = Record {
                 ts: 1_681_184_609_619_285_359 + day + u64::from(seq) * 1_000_000,
                 pid: seq,
-                ip: IpInfo::new(IpAddr::V4(Ipv4Addr::new(10, 244, 1, (seq % 250) as u8)), IpAddr::V4(Ipv4Addr::new(10, 244, 2, 42))),
-                l4: L4 { tcp: TcpPorts { client_port: 30_000 + (seq % 30_000) as u16, server_port: 8080 } },
+                ip: IpInfo::new(
+                    IpAddr::V4(Ipv4Addr::new(10, 244, 1, (seq % 250) as u8)),
+                    IpAddr::V4(Ipv4Addr::new(10, 244, 2, 42)),
+                ),
+                l4: L4 {
+                    tcp: TcpPorts {
+                        client_port: 30_000 + (seq % 30_000) as u16,
+                        server_port: 8080,
+                    },
+                },
                 l7: L7 {
                     latency_ns: Some(8_661_819 + u64::from(seq)),
                     request: Some(L7Request {
                         http: HttpRequest {
                             protocol: "HTTP/1.1".into(),
-                            method: if seq % 5 == 0 { "POST".into() } else { "GET".into() },
+                            method: if seq.is_multiple_of(5) {
+                                "POST".into()
+                            } else {
+                                "GET".into()
+                            },
                             url: format!("/books.json?order=lower%28title%29&page={seq}"),
                             headers: vec![
                                 Header::new("Accept", "application/json"),
@@ -58,7 +70,10 @@ pub fn records(n: usize, start: u32) -> Vec<Event> {
                         http: HttpResponse {
                             protocol: "HTTP/1.1".into(),
                             code,
-                            headers: vec![Header::new("Server", "WEBrick"), Header::new("Content-Type", "application/json")],
+                            headers: vec![
+                                Header::new("Server", "WEBrick"),
+                                Header::new("Content-Type", "application/json"),
+                            ],
                             body_bytes: Some(1234),
                             body: None,
                         },
@@ -69,7 +84,10 @@ pub fn records(n: usize, start: u32) -> Vec<Event> {
                     namespace: Some("default".into()),
                     labels: vec!["app=webapp".into()],
                     pod_name: Some("webapp-5f459f867b-2zbx8".into()),
-                    workload: Some(Workload { name: "webapp".into(), kind: "Deployment".into() }),
+                    workload: Some(Workload {
+                        name: "webapp".into(),
+                        kind: "Deployment".into(),
+                    }),
                 }),
                 server: ns.map(|ns| Endpoint {
                     namespace: Some(ns.into()),
@@ -77,12 +95,22 @@ pub fn records(n: usize, start: u32) -> Vec<Event> {
                     pod_name: Some(format!("books-675456b8d-{seq}")),
                     workload: None,
                 }),
-                client_service: Some(ServiceRef { name: "webapp".into(), namespace: "default".into() }),
-                server_service: ns.map(|ns| ServiceRef { name: "books".into(), namespace: ns.into() }),
+                client_service: Some(ServiceRef {
+                    name: "webapp".into(),
+                    namespace: "default".into(),
+                }),
+                server_service: ns.map(|ns| ServiceRef {
+                    name: "books".into(),
+                    namespace: ns.into(),
+                }),
                 comm: Some("ruby".into()),
                 container_id: None,
                 node: Some("node-1".into()),
-                incomplete: if seq % 11 == 0 { vec!["response_truncated".into()] } else { vec![] },
+                incomplete: if seq.is_multiple_of(11) {
+                    vec!["response_truncated".into()]
+                } else {
+                    vec![]
+                },
             };
             Event::Record(Box::new(r))
         })
@@ -94,14 +122,19 @@ pub fn records(n: usize, start: u32) -> Vec<Event> {
 pub async fn file_sink_output(events: &[Event]) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.json");
-    let cfg: perisco_sinks::file::FileConfig = toml::from_str(&format!("path = {:?}", path.display().to_string())).unwrap();
+    let cfg: perisco_sinks::file::FileConfig =
+        toml::from_str(&format!("path = {:?}", path.display().to_string())).unwrap();
     let h = Harness::new("file_ref");
     let sink = cfg.build(&h.cx).unwrap();
     let (tx, task) = h.start(sink, 4);
     tx.send(events.to_vec()).await.unwrap();
     drop(tx);
     task.await.unwrap().unwrap();
-    std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Sort JSON records by their sequence number (`pid`).
@@ -140,7 +173,11 @@ impl Harness {
     }
 
     /// Run `sink` on a test input channel of `capacity` batches.
-    pub fn start(&self, sink: Box<dyn Sink>, capacity: usize) -> (mpsc::Sender<Vec<Event>>, JoinHandle<Result<(), BoxError>>) {
+    pub fn start(
+        &self,
+        sink: Box<dyn Sink>,
+        capacity: usize,
+    ) -> (mpsc::Sender<Vec<Event>>, JoinHandle<Result<(), BoxError>>) {
         let (tx, input) = BatchReceiver::for_test(capacity);
         let (_reopen_tx, reopen) = tokio::sync::broadcast::channel(1);
         let metrics = self.cx.metrics.clone();
@@ -157,27 +194,40 @@ impl Harness {
     }
 
     pub fn delivered(&self) -> u64 {
-        self.registry.counter_value("perisco_sink_delivered_events_total", &[("component_id", self.id())]).unwrap_or(0)
+        self.registry
+            .counter_value("perisco_sink_delivered_events_total", &[("component_id", self.id())])
+            .unwrap_or(0)
     }
 
     pub fn retried(&self) -> u64 {
-        self.registry.counter_value("perisco_sink_retried_events_total", &[("component_id", self.id())]).unwrap_or(0)
+        self.registry
+            .counter_value("perisco_sink_retried_events_total", &[("component_id", self.id())])
+            .unwrap_or(0)
     }
 
     pub fn dropped(&self, reason: &str) -> u64 {
         self.registry
-            .counter_value("perisco_sink_dropped_events_total", &[("component_id", self.id()), ("reason", reason)])
+            .counter_value(
+                "perisco_sink_dropped_events_total",
+                &[("component_id", self.id()), ("reason", reason)],
+            )
             .unwrap_or(0)
     }
 
     pub fn dropped_total(&self) -> u64 {
-        ["buffer_full", "rejected", "encode", "retries_exhausted", "shutdown"].iter().map(|r| self.dropped(r)).sum()
+        ["buffer_full", "rejected", "encode", "retries_exhausted", "shutdown"]
+            .iter()
+            .map(|r| self.dropped(r))
+            .sum()
     }
 
     pub fn buffered(&self) -> i64 {
         let text = self.registry.render();
         let prefix = format!("perisco_sink_buffer_events{{component_id=\"{}\"}} ", self.id());
-        text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -223,7 +273,11 @@ pub struct TcpProxy {
 
 impl TcpProxy {
     pub async fn start(port: u16, upstream: SocketAddr) -> TcpProxy {
-        let mut p = TcpProxy { port, upstream, task: None };
+        let mut p = TcpProxy {
+            port,
+            upstream,
+            task: None,
+        };
         p.resume().await;
         p
     }
@@ -239,7 +293,9 @@ impl TcpProxy {
         self.task = Some(tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let Ok((mut down, _)) = listener.accept().await else { continue };
+                let Ok((mut down, _)) = listener.accept().await else {
+                    continue;
+                };
                 conns.spawn(async move {
                     if let Ok(mut up) = TcpStream::connect(upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
@@ -274,7 +330,10 @@ pub fn tests_dir() -> PathBuf {
 pub fn spawn_server(cmd: &mut Command, port: u16) -> ChildGuard {
     cmd.stdin(Stdio::null()).stdout(Stdio::null());
     let child = ChildGuard::spawn(cmd).expect("start server");
-    assert!(wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(30)), "server on port {port} did not start: {cmd:?}");
+    assert!(
+        wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(30)),
+        "server on port {port} did not start: {cmd:?}"
+    );
     child
 }
 
@@ -342,8 +401,14 @@ pub async fn run_through_outage(h: &Harness, sink: Box<dyn Sink>, proxy: &mut Tc
     let (sent, mut feeder) = feed(tx, rest, o.feed_batch);
     if o.drop_newest {
         // The sink never blocks its input: the feeder finishes during the outage.
-        tokio::time::timeout(Duration::from_secs(60), &mut feeder).await.expect("feeder blocked with drop_newest").unwrap();
-        assert!(eventually(Duration::from_secs(30), || h.dropped("buffer_full") > 0).await, "nothing dropped");
+        tokio::time::timeout(Duration::from_secs(60), &mut feeder)
+            .await
+            .expect("feeder blocked with drop_newest")
+            .unwrap();
+        assert!(
+            eventually(Duration::from_secs(30), || h.dropped("buffer_full") > 0).await,
+            "nothing dropped"
+        );
     } else {
         // Backpressure: the feeder stalls with a bounded number of events inside the sink.
         let mut last = u64::MAX;
@@ -359,16 +424,34 @@ pub async fn run_through_outage(h: &Harness, sink: Box<dyn Sink>, proxy: &mut Tc
         tokio::time::sleep(Duration::from_millis(500)).await;
         let inside = o.before as u64 + sent.load(Ordering::SeqCst) - h.delivered();
         let bound = (o.buffer_max + o.sink_batch + (o.channel + 1) * o.feed_batch) as u64;
-        assert!(sent.load(Ordering::SeqCst) < n - o.before as u64, "the feeder never blocked");
+        assert!(
+            sent.load(Ordering::SeqCst) < n - o.before as u64,
+            "the feeder never blocked"
+        );
         assert!(inside <= bound, "{inside} events held inside the sink, bound {bound}");
-        assert!(h.buffered() <= o.buffer_max as i64, "buffer gauge {} > {}", h.buffered(), o.buffer_max);
+        assert!(
+            h.buffered() <= o.buffer_max as i64,
+            "buffer gauge {} > {}",
+            h.buffered(),
+            o.buffer_max
+        );
     }
-    assert!(eventually(Duration::from_secs(60), || h.retried() > 0).await, "no retry during the outage");
+    assert!(
+        eventually(Duration::from_secs(60), || h.retried() > 0).await,
+        "no retry during the outage"
+    );
     proxy.resume().await;
     if !o.drop_newest {
-        tokio::time::timeout(Duration::from_secs(120), feeder).await.expect("feeder still blocked after recovery").unwrap();
+        tokio::time::timeout(Duration::from_secs(120), feeder)
+            .await
+            .expect("feeder still blocked after recovery")
+            .unwrap();
     }
-    tokio::time::timeout(Duration::from_secs(120), task).await.expect("sink did not finish").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(120), task)
+        .await
+        .expect("sink did not finish")
+        .unwrap()
+        .unwrap();
     if o.drop_newest {
         assert_eq!(h.delivered() + h.dropped_total(), n, "delivered + dropped");
         assert_eq!(h.dropped_total(), h.dropped("buffer_full"));
