@@ -373,3 +373,52 @@ fn hook_selection_falls_back_to_tracepoints_with_a_reason() {
         }
     }
 }
+
+/// sendmsg(2) with many iovec segments: the segments are captured in order, and those
+/// beyond what the kernel walks (16 segments) make the message truncated, never misplaced.
+#[test]
+fn sendmsg_iovecs_are_captured_in_order() {
+    if !require("sendmsg_iovecs_are_captured_in_order", &[Need::Root]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("iov.py");
+    std::fs::write(&script, IOV_SERVER).unwrap();
+    let port = free_port();
+    let cap = Capture::start("iov", &format!("ports = [{port}]"));
+    let _server = ChildGuard::spawn(Command::new(PY).arg(&script).arg(port.to_string())).unwrap();
+    assert!(wait_for_port(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_secs(10)));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(b"go").unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    let parts = |n: usize| -> Vec<u8> { (0..n).flat_map(|i| vec![b'A' + i as u8; 10 * (i + 1)]).collect() };
+    let (six, twelve) = (parts(6), parts(20));
+    assert_eq!(got, [six.clone(), twelve.clone()].concat());
+    cap.wait_for("both messages", |ev| ev.iter().filter(|e| e.kind == SocketEventKind::Data && e.direction == Direction::Egress).count() >= 2);
+    let ev = cap.stop();
+    let out: Vec<&SocketData> = ev.iter().filter(|e| e.kind == SocketEventKind::Data && e.direction == Direction::Egress).collect();
+    assert_eq!(&out[0].data[..], &six[..]);
+    assert_eq!(out[0].len as usize, six.len());
+    assert_eq!(out[1].len as usize, twelve.len());
+    assert!(out[1].data.len() < twelve.len() && twelve.starts_with(&out[1].data), "a prefix of the 20 segments (16 walked)");
+}
+
+const IOV_SERVER: &str = r#"
+import socket, sys, time
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1])))
+l.listen(5)
+while True:
+    c, _ = l.accept()
+    if c.recv(100) != b"go":
+        c.close()
+        continue
+    parts = lambda n: [bytes([65 + i]) * (10 * (i + 1)) for i in range(n)]
+    c.sendmsg(parts(6))
+    time.sleep(0.2)
+    c.sendmsg(parts(20))
+    c.close()
+"#;

@@ -11,8 +11,8 @@ pub const MAX_CAPTURE: u32 = 16 * 1024;
 /// Chunks per message the kernel loops over (MAX_CAPTURE / CHUNK, plus one spare for
 /// iovec segment boundaries).
 pub const MAX_CHUNKS: u32 = 6;
-/// iovec segments looked at per readv/writev/sendmsg/recvmsg.
-pub const MAX_IOV: u64 = 8;
+/// iovec segments looked at per readv/writev/sendmsg/recvmsg (gRPC writes many small ones).
+pub const MAX_IOV: u64 = 16;
 
 /// `u32::MAX` in an offset: the field does not exist on this kernel.
 pub const NO_OFFSET: u32 = u32::MAX;

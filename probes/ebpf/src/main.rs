@@ -427,9 +427,10 @@ fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64,
         if done >= budget {
             break;
         }
-        let left = ld(&cur.left);
+        let mut left = ld(&cur.left);
+        let mut base = ld(&cur.base);
         if left == 0 {
-            // Next iovec segment.
+            // Next iovec segment, copied from in this same iteration.
             let seg = ld(&cur.seg);
             if seg >= src.nsegs || seg >= MAX_IOV {
                 break;
@@ -441,17 +442,15 @@ fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64,
                 st(&mut cur.skip, skip - l);
                 continue;
             }
-            st(&mut cur.base, b + skip);
-            st(&mut cur.left, l - skip);
             st(&mut cur.skip, 0);
-            continue;
+            base = b + skip;
+            left = l - skip;
         }
         let mut n = budget - done;
         if n > left {
             n = left;
         }
         let n32 = if n > CHUNK as u64 { CHUNK as u32 } else { n as u32 };
-        let base = ld(&cur.base);
         let ret = unsafe {
             generated::bpf_probe_read_user(s.data.as_mut_ptr() as *mut c_void, n32, base as *const c_void)
         };

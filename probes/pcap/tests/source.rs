@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use perisco_engine::component::*;
@@ -13,14 +13,15 @@ use perisco_engine::{Config, RunningTopology};
 use perisco_pcap::{Limits, PcapConfig, read_file};
 use serde::Deserialize;
 
+// The engine reads `type` itself and deserialises these externally tagged.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum TestSource {
     Pcap(PcapConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum TestSink {
     Gather { name: String },
 }

@@ -56,6 +56,10 @@ impl SourceConfig for Src {
         let (Src::EbpfSocket(a), Src::EbpfSocket(b)) = (self, new);
         a.can_reconfigure(b)
     }
+    fn update_payload(&self) -> Arc<dyn std::any::Any + Send + Sync> {
+        let Src::EbpfSocket(c) = self;
+        c.update_payload()
+    }
 }
 
 impl ComponentConfig for Snk {
