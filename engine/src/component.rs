@@ -63,6 +63,12 @@ pub trait SourceConfig: ComponentConfig {
     fn can_reconfigure(&self, _new: &Self) -> bool {
         false
     }
+    /// What [`SourceContext::updates`] carries when this config is applied in place. An
+    /// enum of configs returns its variant's config, so the source can downcast to its
+    /// own type.
+    fn update_payload(&self) -> Arc<dyn Any + Send + Sync> {
+        Arc::new(self.clone())
+    }
 }
 
 pub trait TransformConfig: ComponentConfig {

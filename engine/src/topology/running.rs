@@ -266,7 +266,7 @@ impl<C: Components> RunningTopology<C> {
         // Sources reconfigured in place.
         for id in &diff.sources.to_reconfigure {
             if let Some(s) = self.sources.get(id) {
-                let cfg: Arc<dyn Any + Send + Sync> = Arc::new(new.sources[id].clone());
+                let cfg: Arc<dyn Any + Send + Sync> = new.sources[id].update_payload();
                 let _ = s.updates.send(cfg);
                 info!(component = %id, "source reconfigured in place");
             }
