@@ -4,8 +4,12 @@
 use std::path::{Path, PathBuf};
 
 fn find_in_path(cmd: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
-    if let Some(home) = std::env::var_os("CARGO_HOME").or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into())) {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) =
+        std::env::var_os("CARGO_HOME").or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into()))
+    {
         dirs.push(Path::new(&home).join("bin"));
     }
     dirs.into_iter().map(|d| d.join(cmd)).find(|p| p.is_file())
@@ -49,7 +53,11 @@ fn main() {
     // aya-build runs `cargo build --package …` in the current directory; the kernel crate is
     // its own workspace (excluded from ours), so run it from there.
     std::env::set_current_dir(&ebpf_dir).expect("cd probes/ebpf");
-    let pkg = aya_build::Package { name: "perisco-probes-ebpf", root_dir: root, ..Default::default() };
+    let pkg = aya_build::Package {
+        name: "perisco-probes-ebpf",
+        root_dir: root,
+        ..Default::default()
+    };
     if let Err(e) = aya_build::build_ebpf([pkg], toolchain) {
         eprintln!("error: building the eBPF programs (probes/ebpf) failed: {e:#}");
         eprintln!("If the toolchain is missing, run `scripts/setup.d/10-ebpf.sh` (as root).");

@@ -57,13 +57,16 @@ fn bad(what: impl Into<String>) -> Error {
 }
 
 fn u32_at(d: &[u8], o: usize) -> Result<u32, Error> {
-    d.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| bad(format!("truncated at {o}")))
+    d.get(o..o + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| bad(format!("truncated at {o}")))
 }
 
 impl Btf {
     pub fn from_sys_fs() -> Result<Self, Error> {
         let path = "/sys/kernel/btf/vmlinux";
-        let data = std::fs::read(path).map_err(|e| bad(format!("{path}: {e} (the kernel needs CONFIG_DEBUG_INFO_BTF)")))?;
+        let data =
+            std::fs::read(path).map_err(|e| bad(format!("{path}: {e} (the kernel needs CONFIG_DEBUG_INFO_BTF)")))?;
         Self::parse(&data)
     }
 
@@ -74,8 +77,10 @@ impl Btf {
         let hdr_len = u32_at(d, 4)? as usize;
         let (type_off, type_len) = (u32_at(d, 8)? as usize, u32_at(d, 12)? as usize);
         let (str_off, str_len) = (u32_at(d, 16)? as usize, u32_at(d, 20)? as usize);
-        let strings =
-            d.get(hdr_len + str_off..hdr_len + str_off + str_len).ok_or_else(|| bad("string section out of bounds"))?.to_vec();
+        let strings = d
+            .get(hdr_len + str_off..hdr_len + str_off + str_len)
+            .ok_or_else(|| bad("string section out of bounds"))?
+            .to_vec();
         let mut types = vec![Type::default()];
         let mut o = hdr_len + type_off;
         let end = o + type_len;
@@ -98,7 +103,11 @@ impl Btf {
                     for _ in 0..t.vlen {
                         let off = u32_at(d, o + 8)?;
                         let bit_off = if kflag { off & 0xff_ffff } else { off };
-                        t.members.push(Member { name: u32_at(d, o)?, ty: u32_at(d, o + 4)?, bit_off });
+                        t.members.push(Member {
+                            name: u32_at(d, o)?,
+                            ty: u32_at(d, o + 4)?,
+                            bit_off,
+                        });
                         o += 12;
                     }
                 }
@@ -121,7 +130,11 @@ impl Btf {
             }
             types.push(t);
         }
-        let mut btf = Btf { strings, types, by_name: HashMap::new() };
+        let mut btf = Btf {
+            strings,
+            types,
+            by_name: HashMap::new(),
+        };
         for id in 1..btf.types.len() {
             let t = &btf.types[id];
             if t.name != 0 && matches!(t.kind, STRUCT | UNION | ENUM | ENUM64 | FUNC) {
@@ -180,11 +193,14 @@ impl Btf {
     }
 
     fn locate(&self, st: &str, path: &[&str]) -> Result<(u32, u32), Error> {
-        let mut id = self.find_struct(st).ok_or_else(|| bad(format!("struct {st} not in BTF")))?;
+        let mut id = self
+            .find_struct(st)
+            .ok_or_else(|| bad(format!("struct {st} not in BTF")))?;
         let mut bits = 0;
         for (i, p) in path.iter().enumerate() {
-            let (off, ty) =
-                self.member(id, p).ok_or_else(|| bad(format!("{st}.{} not in BTF", path[..=i].join("."))))?;
+            let (off, ty) = self
+                .member(id, p)
+                .ok_or_else(|| bad(format!("{st}.{} not in BTF", path[..=i].join("."))))?;
             bits += off;
             id = ty;
         }
@@ -246,7 +262,13 @@ mod tests {
     /// Builds a BTF blob: struct outer { int a; union { int b; long c; }; }, enum e { X = 7 }.
     fn sample() -> Vec<u8> {
         let strings = b"\0int\0outer\0a\0b\0c\0e\0X\0f\0".to_vec();
-        let s = |name: &str| strings.windows(name.len() + 2).position(|w| w[0] == 0 && &w[1..=name.len()] == name.as_bytes() && w[name.len() + 1] == 0).unwrap() as u32 + 1;
+        let s = |name: &str| {
+            strings
+                .windows(name.len() + 2)
+                .position(|w| w[0] == 0 && &w[1..=name.len()] == name.as_bytes() && w[name.len() + 1] == 0)
+                .unwrap() as u32
+                + 1
+        };
         let mut t = Vec::new();
         let mut push = |v: &[u32]| v.iter().for_each(|x| t.extend_from_slice(&x.to_le_bytes()));
         // 1: int (4 bytes)

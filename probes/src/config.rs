@@ -104,10 +104,18 @@ impl std::str::FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = a.trim().parse().map_err(|_| format!("`{s}`: not an IP address or CIDR"))?;
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: not an IP address or CIDR"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
-            Some(p) => p.trim().parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(|| format!("`{s}`: prefix must be 0..={max}"))?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("`{s}`: prefix must be 0..={max}"))?,
             None => max,
         };
         let addr = match addr {
@@ -162,14 +170,20 @@ impl ComponentConfig for EbpfSocketConfig {
             errs.push(ValueError::at(format!("ports.{i}"), "port 0 matches nothing"));
         }
         if self.max_capture_bytes == 0 || self.max_capture_bytes > MAX_CAPTURE {
-            errs.push(ValueError::at("max_capture_bytes", format!("must be 1..={MAX_CAPTURE}")));
+            errs.push(ValueError::at(
+                "max_capture_bytes",
+                format!("must be 1..={MAX_CAPTURE}"),
+            ));
         }
         if self.roles.is_empty() {
             errs.push(ValueError::at("roles", "needs at least one of \"server\", \"client\""));
         }
         let rb = self.ring_buffer_bytes;
         if !rb.is_power_of_two() || rb < 4096 {
-            errs.push(ValueError::at("ring_buffer_bytes", "must be a power of two, at least 4096"));
+            errs.push(ValueError::at(
+                "ring_buffer_bytes",
+                "must be a power of two, at least 4096",
+            ));
         }
         if self.batch_size == 0 {
             errs.push(ValueError::at("batch_size", "must be at least 1"));
@@ -220,13 +234,17 @@ mod tests {
             ..Default::default()
         };
         let keys: Vec<_> = c.validate().into_iter().filter_map(|e| e.key).collect();
-        assert_eq!(keys, ["cidrs.1", "ports.1", "max_capture_bytes", "roles", "ring_buffer_bytes"]);
+        assert_eq!(
+            keys,
+            ["cidrs.1", "ports.1", "max_capture_bytes", "roles", "ring_buffer_bytes"]
+        );
         assert!(EbpfSocketConfig::default().validate().is_empty());
     }
 
     #[test]
     fn deserialises_with_defaults_and_rejects_unknown_keys() {
-        let c: EbpfSocketConfig = toml::from_str("ports = [80]\nroles = [\"server\", \"client\"]\nhook = \"tracepoint\"").unwrap();
+        let c: EbpfSocketConfig =
+            toml::from_str("ports = [80]\nroles = [\"server\", \"client\"]\nhook = \"tracepoint\"").unwrap();
         assert_eq!(c.ports, [80]);
         assert_eq!(c.role_mask(), ROLE_SERVER | ROLE_CLIENT);
         assert_eq!(c.hook, Hook::Tracepoint);
@@ -237,11 +255,21 @@ mod tests {
     #[test]
     fn filters_reconfigure_in_place_but_hooks_do_not() {
         let a = EbpfSocketConfig::default();
-        let b = EbpfSocketConfig { ports: vec![8080], cidrs: vec!["10.0.0.0/8".into()], ..a.clone() };
+        let b = EbpfSocketConfig {
+            ports: vec![8080],
+            cidrs: vec!["10.0.0.0/8".into()],
+            ..a.clone()
+        };
         assert!(a.can_reconfigure(&b));
-        let c = EbpfSocketConfig { hook: Hook::Kprobe, ..a.clone() };
+        let c = EbpfSocketConfig {
+            hook: Hook::Kprobe,
+            ..a.clone()
+        };
         assert!(!a.can_reconfigure(&c));
-        let d = EbpfSocketConfig { ring_buffer_bytes: 1 << 20, ..a.clone() };
+        let d = EbpfSocketConfig {
+            ring_buffer_bytes: 1 << 20,
+            ..a.clone()
+        };
         assert!(!a.can_reconfigure(&d));
     }
 }

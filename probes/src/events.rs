@@ -121,7 +121,11 @@ impl Assembler {
         }
         let process = self.procs.get((h.pid_tgid >> 32) as u32, &h.comm, now);
         let ts_ns = self.wall(h.ts_ns);
-        let dir = if h.dir == DIR_EGRESS { Direction::Egress } else { Direction::Ingress };
+        let dir = if h.dir == DIR_EGRESS {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        };
         let key = (h.sk, h.cookie);
 
         // A new cookie on a known socket: the old connection is over even if its close
@@ -150,7 +154,9 @@ impl Assembler {
             self.next_id += 1;
             self.conns.insert(key, c);
         }
-        let Some(c) = self.conns.get_mut(&key) else { return Ok(()) };
+        let Some(c) = self.conns.get_mut(&key) else {
+            return Ok(());
+        };
         let ev = |c: &Conn, kind, dir, data: Bytes, len: u32, ts_ns: u64| {
             Event::Socket(SocketData {
                 conn_id: c.id,
@@ -195,7 +201,14 @@ impl Assembler {
                 }
                 if h.chunk_off == 0 && last {
                     // The common case: a message in one record.
-                    out.push(ev(c, SocketEventKind::Data, dir, Bytes::copy_from_slice(payload), h.msg_len, ts_ns));
+                    out.push(ev(
+                        c,
+                        SocketEventKind::Data,
+                        dir,
+                        Bytes::copy_from_slice(payload),
+                        h.msg_len,
+                        ts_ns,
+                    ));
                     return Ok(());
                 }
                 let p = c.pending.get_or_insert_with(|| Pending {
@@ -263,7 +276,16 @@ fn flush(c: &mut Conn, process: &Arc<ProcessInfo>, out: &mut Vec<Event>) {
 pub(crate) mod tests {
     use super::*;
 
-    pub fn record(kind: u8, sk: u64, cookie: u64, dir: u8, msg_len: u32, off: u32, payload: &[u8], flags: u8) -> Vec<u8> {
+    pub fn record(
+        kind: u8,
+        sk: u64,
+        cookie: u64,
+        dir: u8,
+        msg_len: u32,
+        off: u32,
+        payload: &[u8],
+        flags: u8,
+    ) -> Vec<u8> {
         let mut h = EventHdr {
             ts_ns: 1_000,
             sk,
@@ -302,11 +324,25 @@ pub(crate) mod tests {
         let mut a = Assembler::new();
         let mut out = Vec::new();
         let now = Instant::now();
-        a.push(&record(EV_OPEN, 1, 7, DIR_INGRESS, 0, 0, b"", FLAG_LAST), now, &mut out).unwrap();
-        a.push(&record(EV_DATA, 1, 7, DIR_INGRESS, 5, 0, b"GET /", FLAG_LAST), now, &mut out).unwrap();
-        a.push(&record(EV_CLOSE, 1, 7, DIR_INGRESS, 0, 0, b"", FLAG_LAST), now, &mut out).unwrap();
+        a.push(&record(EV_OPEN, 1, 7, DIR_INGRESS, 0, 0, b"", FLAG_LAST), now, &mut out)
+            .unwrap();
+        a.push(
+            &record(EV_DATA, 1, 7, DIR_INGRESS, 5, 0, b"GET /", FLAG_LAST),
+            now,
+            &mut out,
+        )
+        .unwrap();
+        a.push(
+            &record(EV_CLOSE, 1, 7, DIR_INGRESS, 0, 0, b"", FLAG_LAST),
+            now,
+            &mut out,
+        )
+        .unwrap();
         let kinds: Vec<_> = out.iter().map(|e| socket(e).kind).collect();
-        assert_eq!(kinds, [SocketEventKind::Open, SocketEventKind::Data, SocketEventKind::Close]);
+        assert_eq!(
+            kinds,
+            [SocketEventKind::Open, SocketEventKind::Data, SocketEventKind::Close]
+        );
         let d = socket(&out[1]);
         assert_eq!(&d.data[..], b"GET /");
         assert_eq!(d.local, "127.0.0.1:8080".parse().unwrap());
@@ -325,8 +361,14 @@ pub(crate) mod tests {
         let now = Instant::now();
         let c1 = vec![b'a'; CHUNK];
         let c2 = vec![b'b'; 100];
-        a.push(&record(EV_DATA, 1, 7, DIR_EGRESS, 100_000, 0, &c1, 0), now, &mut out).unwrap();
-        a.push(&record(EV_DATA, 1, 7, DIR_EGRESS, 100_000, CHUNK as u32, &c2, FLAG_LAST), now, &mut out).unwrap();
+        a.push(&record(EV_DATA, 1, 7, DIR_EGRESS, 100_000, 0, &c1, 0), now, &mut out)
+            .unwrap();
+        a.push(
+            &record(EV_DATA, 1, 7, DIR_EGRESS, 100_000, CHUNK as u32, &c2, FLAG_LAST),
+            now,
+            &mut out,
+        )
+        .unwrap();
         let d = socket(&out[1]);
         assert_eq!(d.data.len(), CHUNK + 100);
         assert_eq!(d.len, 100_000);
@@ -340,16 +382,44 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         let now = Instant::now();
         let c = vec![b'x'; CHUNK];
-        a.push(&record(EV_DATA, 1, 7, DIR_EGRESS, 3 * CHUNK as u32, 0, &c, 0), now, &mut out).unwrap();
+        a.push(
+            &record(EV_DATA, 1, 7, DIR_EGRESS, 3 * CHUNK as u32, 0, &c, 0),
+            now,
+            &mut out,
+        )
+        .unwrap();
         // the chunk at CHUNK was lost; the last one must not be appended
-        a.push(&record(EV_DATA, 1, 7, DIR_EGRESS, 3 * CHUNK as u32, 2 * CHUNK as u32, &c, FLAG_LAST), now, &mut out)
-            .unwrap();
+        a.push(
+            &record(
+                EV_DATA,
+                1,
+                7,
+                DIR_EGRESS,
+                3 * CHUNK as u32,
+                2 * CHUNK as u32,
+                &c,
+                FLAG_LAST,
+            ),
+            now,
+            &mut out,
+        )
+        .unwrap();
         let d = socket(&out[1]);
         assert_eq!(d.data.len(), CHUNK);
         assert_eq!(d.len as usize, 3 * CHUNK);
         // a message whose last chunk never came is flushed by the next message
-        a.push(&record(EV_DATA, 1, 7, DIR_EGRESS, 2 * CHUNK as u32, 0, &c, 0), now, &mut out).unwrap();
-        a.push(&record(EV_DATA, 1, 7, DIR_INGRESS, 2, 0, b"ok", FLAG_LAST), now, &mut out).unwrap();
+        a.push(
+            &record(EV_DATA, 1, 7, DIR_EGRESS, 2 * CHUNK as u32, 0, &c, 0),
+            now,
+            &mut out,
+        )
+        .unwrap();
+        a.push(
+            &record(EV_DATA, 1, 7, DIR_INGRESS, 2, 0, b"ok", FLAG_LAST),
+            now,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 4);
         assert_eq!(socket(&out[2]).len as usize, 2 * CHUNK);
         assert_eq!(&socket(&out[3]).data[..], b"ok");
@@ -364,9 +434,22 @@ pub(crate) mod tests {
         // lost: bytes field at offset 92 (msg_len 80, chunk_off 84, cap_len 88, lost 92)
         rec[92..96].copy_from_slice(&1234u32.to_ne_bytes());
         a.push(&rec, now, &mut out).unwrap();
-        a.push(&record(EV_GAP, 1, 7, DIR_EGRESS, 5000, 0, b"", FLAG_LAST), now, &mut out).unwrap();
+        a.push(
+            &record(EV_GAP, 1, 7, DIR_EGRESS, 5000, 0, b"", FLAG_LAST),
+            now,
+            &mut out,
+        )
+        .unwrap();
         let kinds: Vec<_> = out.iter().map(|e| socket(e).kind).collect();
-        assert_eq!(kinds, [SocketEventKind::Open, SocketEventKind::Gap, SocketEventKind::Data, SocketEventKind::Gap]);
+        assert_eq!(
+            kinds,
+            [
+                SocketEventKind::Open,
+                SocketEventKind::Gap,
+                SocketEventKind::Data,
+                SocketEventKind::Gap
+            ]
+        );
         assert_eq!(socket(&out[1]).len, 1234);
         assert_eq!(socket(&out[1]).direction, Direction::Ingress);
         assert_eq!(socket(&out[3]).len, 5000);
@@ -379,8 +462,18 @@ pub(crate) mod tests {
         let mut a = Assembler::new();
         let mut out = Vec::new();
         let now = Instant::now();
-        a.push(&record(EV_DATA, 1, 7, DIR_INGRESS, 1, 0, b"a", FLAG_LAST), now, &mut out).unwrap();
-        a.push(&record(EV_DATA, 1, 8, DIR_INGRESS, 1, 0, b"b", FLAG_LAST), now, &mut out).unwrap();
+        a.push(
+            &record(EV_DATA, 1, 7, DIR_INGRESS, 1, 0, b"a", FLAG_LAST),
+            now,
+            &mut out,
+        )
+        .unwrap();
+        a.push(
+            &record(EV_DATA, 1, 8, DIR_INGRESS, 1, 0, b"b", FLAG_LAST),
+            now,
+            &mut out,
+        )
+        .unwrap();
         let evs: Vec<_> = out.iter().map(|e| (socket(e).kind, socket(e).conn_id)).collect();
         assert_eq!(
             evs,

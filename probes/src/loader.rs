@@ -110,7 +110,11 @@ pub fn resolve_offsets(b: &Btf) -> Result<Offsets, Error> {
         o.msghdr_msg_iter = off;
         if let Ok(off) = b.offset_of("iov_iter", &["iter_type"]) {
             o.iter_type = off;
-            o.iter_type_mask = if b.member_size("iov_iter", &["iter_type"])? == 1 { 0xff } else { u32::MAX };
+            o.iter_type_mask = if b.member_size("iov_iter", &["iter_type"])? == 1 {
+                0xff
+            } else {
+                u32::MAX
+            };
         } else if let Ok(off) = b.offset_of("iov_iter", &["type"]) {
             // before 5.14: `unsigned int type`, bit 0 = direction
             o.iter_type = off;
@@ -167,8 +171,20 @@ impl Probe {
             .override_global("OFFSETS", &offsets, true)
             .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
             .load(OBJECT)
-            .map_err(|e| Error::Load(format!("loading the eBPF object: {} (needs CAP_BPF + CAP_PERFMON)", chain(&e))))?;
-        let mut probe = Probe { ebpf, active: ActiveHook { hook: Hook::Tracepoint, why: String::new() }, generation: 0 };
+            .map_err(|e| {
+                Error::Load(format!(
+                    "loading the eBPF object: {} (needs CAP_BPF + CAP_PERFMON)",
+                    chain(&e)
+                ))
+            })?;
+        let mut probe = Probe {
+            ebpf,
+            active: ActiveHook {
+                hook: Hook::Tracepoint,
+                why: String::new(),
+            },
+            generation: 0,
+        };
         probe.active = probe.attach(cfg.hook, &aya_btf, &btf, &offsets)?;
         probe.seed_listeners();
         probe.apply(cfg)?;
@@ -179,7 +195,12 @@ impl Probe {
         let mut reasons = Vec::new();
         if matches!(want, Hook::Auto | Hook::Fentry) {
             match self.attach_socket_hooks(Hook::Fentry, aya_btf, btf, o) {
-                Ok(()) => return Ok(ActiveHook { hook: Hook::Fentry, why: "fentry/fexit loaded".into() }),
+                Ok(()) => {
+                    return Ok(ActiveHook {
+                        hook: Hook::Fentry,
+                        why: "fentry/fexit loaded".into(),
+                    });
+                }
                 Err(e) if want == Hook::Auto => reasons.push(format!("fentry unavailable ({e})")),
                 Err(e) => return Err(e),
             }
@@ -187,16 +208,30 @@ impl Probe {
         if matches!(want, Hook::Auto | Hook::Kprobe) {
             match self.attach_socket_hooks(Hook::Kprobe, aya_btf, btf, o) {
                 Ok(()) => {
-                    let why = if reasons.is_empty() { "kprobes requested".into() } else { reasons.join("; ") };
-                    return Ok(ActiveHook { hook: Hook::Kprobe, why });
+                    let why = if reasons.is_empty() {
+                        "kprobes requested".into()
+                    } else {
+                        reasons.join("; ")
+                    };
+                    return Ok(ActiveHook {
+                        hook: Hook::Kprobe,
+                        why,
+                    });
                 }
                 Err(e) if want == Hook::Auto => reasons.push(format!("kprobe unavailable ({e})")),
                 Err(e) => return Err(e),
             }
         }
         self.attach_tracepoints()?;
-        let why = if reasons.is_empty() { "syscall tracepoints requested".into() } else { reasons.join("; ") };
-        Ok(ActiveHook { hook: Hook::Tracepoint, why })
+        let why = if reasons.is_empty() {
+            "syscall tracepoints requested".into()
+        } else {
+            reasons.join("; ")
+        };
+        Ok(ActiveHook {
+            hook: Hook::Tracepoint,
+            why,
+        })
     }
 
     fn attach_tracepoints(&mut self) -> Result<(), Error> {
@@ -208,8 +243,10 @@ impl Probe {
                 .ok_or_else(|| Error::Load(format!("program {prog} missing from the object")))?
                 .try_into()
                 .map_err(|e| map_err(e, prog))?;
-            p.load().map_err(|e| Error::Load(format!("load {prog}: {}", chain(&e))))?;
-            p.attach("syscalls", tp).map_err(|e| Error::Load(format!("attach syscalls/{tp}: {}", chain(&e))))?;
+            p.load()
+                .map_err(|e| Error::Load(format!("load {prog}: {}", chain(&e))))?;
+            p.attach("syscalls", tp)
+                .map_err(|e| Error::Load(format!("attach syscalls/{tp}: {}", chain(&e))))?;
         }
         Ok(())
     }
@@ -221,7 +258,9 @@ impl Probe {
             return Err(Error::Load("iov_iter layout not found in BTF".into()));
         }
         if kind == Hook::Kprobe && !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-            return Err(Error::Load("this kernel has no kprobes (CONFIG_KPROBES is not set)".into()));
+            return Err(Error::Load(
+                "this kernel has no kprobes (CONFIG_KPROBES is not set)".into(),
+            ));
         }
         let mut loaded = Vec::new();
         let mut result = Ok(());
@@ -268,9 +307,13 @@ impl Probe {
     /// probe get the right role. (Listeners opened later are seen by the programs.)
     fn seed_listeners(&mut self) {
         let Some(m) = self.ebpf.map_mut("LISTEN") else { return };
-        let Ok(mut listen) = BpfHashMap::<&mut MapData, ListenKey, u8>::try_from(m) else { return };
+        let Ok(mut listen) = BpfHashMap::<&mut MapData, ListenKey, u8>::try_from(m) else {
+            return;
+        };
         for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            let Ok(text) = std::fs::read_to_string(file) else { continue };
+            let Ok(text) = std::fs::read_to_string(file) else {
+                continue;
+            };
             for key in parse_listeners(&text) {
                 let _ = listen.insert(key, 1, 0);
             }
@@ -296,12 +339,17 @@ impl Probe {
             .collect();
         sync_trie(self.map("CIDR4")?, &v4)?;
         sync_trie(self.map("CIDR6")?, &v6)?;
-        let mut ports = BpfHashMap::<&mut MapData, u16, u8>::try_from(self.map("PORTS")?).map_err(|e| map_err(e, "PORTS"))?;
+        let mut ports =
+            BpfHashMap::<&mut MapData, u16, u8>::try_from(self.map("PORTS")?).map_err(|e| map_err(e, "PORTS"))?;
         let want: HashSet<u16> = cfg.ports.iter().copied().collect();
         for p in &want {
             ports.insert(p, 1, 0).map_err(|e| map_err(e, "PORTS insert"))?;
         }
-        let stale: Vec<u16> = ports.keys().filter_map(Result::ok).filter(|p| !want.contains(p)).collect();
+        let stale: Vec<u16> = ports
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|p| !want.contains(p))
+            .collect();
         for p in stale {
             let _ = ports.remove(&p);
         }
@@ -315,23 +363,33 @@ impl Probe {
             ports_on: u8::from(!want.is_empty()),
             _pad: 0,
         };
-        let mut settings = Array::<&mut MapData, Settings>::try_from(self.map("SETTINGS")?).map_err(|e| map_err(e, "SETTINGS"))?;
+        let mut settings =
+            Array::<&mut MapData, Settings>::try_from(self.map("SETTINGS")?).map_err(|e| map_err(e, "SETTINGS"))?;
         settings.set(0, st, 0).map_err(|e| map_err(e, "SETTINGS set"))
     }
 
     fn map(&mut self, name: &str) -> Result<&mut aya::maps::Map, Error> {
-        self.ebpf.map_mut(name).ok_or_else(|| Error::Load(format!("map {name} missing from the object")))
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| Error::Load(format!("map {name} missing from the object")))
     }
 
     /// The ring buffer, taken out of the object for the reader.
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, Error> {
-        let m = self.ebpf.take_map("EVENTS").ok_or_else(|| Error::Load("map EVENTS missing".into()))?;
+        let m = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| Error::Load("map EVENTS missing".into()))?;
         RingBuf::try_from(m).map_err(|e| map_err(e, "EVENTS"))
     }
 
     pub fn stats(&self) -> KernelStats {
-        let Some(m) = self.ebpf.map("STATS") else { return KernelStats::default() };
-        let Ok(stats) = PerCpuArray::<&MapData, u64>::try_from(m) else { return KernelStats::default() };
+        let Some(m) = self.ebpf.map("STATS") else {
+            return KernelStats::default();
+        };
+        let Ok(stats) = PerCpuArray::<&MapData, u64>::try_from(m) else {
+            return KernelStats::default();
+        };
         let sum = |i: u32| stats.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0);
         KernelStats {
             emitted: sum(STAT_EMITTED),
@@ -382,10 +440,14 @@ where
 {
     let mut trie = LpmTrie::<&mut MapData, [u8; N], u8>::try_from(m).map_err(|e| map_err(e, "CIDR trie"))?;
     for (prefix, addr) in want {
-        trie.insert(&Key::new(*prefix, *addr), 1, 0).map_err(|e| map_err(e, "CIDR insert"))?;
+        trie.insert(&Key::new(*prefix, *addr), 1, 0)
+            .map_err(|e| map_err(e, "CIDR insert"))?;
     }
-    let stale: Vec<Key<[u8; N]>> =
-        trie.keys().filter_map(Result::ok).filter(|k| !want.contains(&(k.prefix_len(), k.data()))).collect();
+    let stale: Vec<Key<[u8; N]>> = trie
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !want.contains(&(k.prefix_len(), k.data())))
+        .collect();
     for k in stale {
         let _ = trie.remove(&k);
     }
@@ -398,18 +460,33 @@ pub fn parse_listeners(text: &str) -> Vec<ListenKey> {
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let mut f = line.split_whitespace();
-        let (Some(local), Some(_remote), Some(state)) = (f.nth(1), f.next(), f.next()) else { continue };
+        let (Some(local), Some(_remote), Some(state)) = (f.nth(1), f.next(), f.next()) else {
+            continue;
+        };
         if state != "0A" {
             continue;
         }
-        let Some((addr, port)) = local.split_once(':') else { continue };
-        let Ok(port) = u16::from_str_radix(port, 16) else { continue };
+        let Some((addr, port)) = local.split_once(':') else {
+            continue;
+        };
+        let Ok(port) = u16::from_str_radix(port, 16) else {
+            continue;
+        };
         // Each 32-bit word is printed in host (little-endian) order.
         let words: Option<Vec<[u8; 4]>> = (0..addr.len() / 8)
-            .map(|i| u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16).ok().map(u32::to_le_bytes))
+            .map(|i| {
+                u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16)
+                    .ok()
+                    .map(u32::to_le_bytes)
+            })
             .collect();
         let Some(words) = words else { continue };
-        let mut key = ListenKey { addr: [0; 16], port, family: 0, _pad: 0 };
+        let mut key = ListenKey {
+            addr: [0; 16],
+            port,
+            family: 0,
+            _pad: 0,
+        };
         match words.len() {
             1 if words[0] != [0; 4] => {
                 key.addr[10] = 0xff;

@@ -18,7 +18,10 @@ pub struct ProcCache {
 
 impl Default for ProcCache {
     fn default() -> Self {
-        ProcCache { entries: HashMap::new(), proc_root: "/proc".into() }
+        ProcCache {
+            entries: HashMap::new(),
+            proc_root: "/proc".into(),
+        }
     }
 }
 
@@ -64,9 +67,15 @@ impl ProcCache {
                 let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
                 (end > 0).then(|| String::from_utf8_lossy(&comm[..end]).into_owned())
             });
-        let container_id =
-            std::fs::read_to_string(dir.join("cgroup")).ok().and_then(|t| container_id_from_cgroup(&t)).map(Arc::from);
-        ProcessInfo { pid, comm: name.map(Arc::from), container_id }
+        let container_id = std::fs::read_to_string(dir.join("cgroup"))
+            .ok()
+            .and_then(|t| container_id_from_cgroup(&t))
+            .map(Arc::from);
+        ProcessInfo {
+            pid,
+            comm: name.map(Arc::from),
+            container_id,
+        }
     }
 }
 
@@ -96,7 +105,9 @@ mod tests {
     #[test]
     fn finds_container_ids_of_common_runtimes() {
         for text in [
-            format!("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/cri-containerd-{ID}.scope\n"),
+            format!(
+                "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/cri-containerd-{ID}.scope\n"
+            ),
             format!("0::/system.slice/docker-{ID}.scope\n"),
             format!("12:pids:/kubepods/besteffort/pod0a1b/{ID}\n1:name=systemd:/kubepods/besteffort/pod0a1b/{ID}\n"),
             format!("0::/machine.slice/libpod-{ID}.scope/container\n"),
@@ -108,7 +119,10 @@ mod tests {
 
     #[test]
     fn host_processes_have_no_container_id() {
-        assert_eq!(container_id_from_cgroup("0::/user.slice/user-0.slice/session-1.scope\n"), None);
+        assert_eq!(
+            container_id_from_cgroup("0::/user.slice/user-0.slice/session-1.scope\n"),
+            None
+        );
         assert_eq!(container_id_from_cgroup("0::/\n"), None);
         assert_eq!(container_id_from_cgroup("garbage"), None);
     }

@@ -41,13 +41,21 @@ impl Metrics {
     fn new(r: &Registry, id: &str) -> Self {
         let l = &[("component_id", id)];
         Metrics {
-            emitted: r.counter("perisco_ebpf_kernel_events_total", "Records the kernel programs queued.", l),
+            emitted: r.counter(
+                "perisco_ebpf_kernel_events_total",
+                "Records the kernel programs queued.",
+                l,
+            ),
             ring_dropped: r.counter(
                 "perisco_ebpf_ring_dropped_total",
                 "Records the kernel could not queue because the ring buffer was full.",
                 l,
             ),
-            read_errors: r.counter("perisco_ebpf_read_errors_total", "Failed kernel/user memory reads in the programs.", l),
+            read_errors: r.counter(
+                "perisco_ebpf_read_errors_total",
+                "Failed kernel/user memory reads in the programs.",
+                l,
+            ),
             filtered: r.counter(
                 "perisco_ebpf_filtered_total",
                 "Transfers and opens skipped in the kernel by cidrs/ports/roles.",
@@ -58,8 +66,16 @@ impl Metrics {
                 "Client connections not reported because their server end is traced on this host.",
                 l,
             ),
-            gaps: r.counter("perisco_ebpf_gaps_total", "Gap events emitted (bytes lost or not capturable).", l),
-            rejected: r.counter("perisco_ebpf_rejected_records_total", "Malformed ring-buffer records.", l),
+            gaps: r.counter(
+                "perisco_ebpf_gaps_total",
+                "Gap events emitted (bytes lost or not capturable).",
+                l,
+            ),
+            rejected: r.counter(
+                "perisco_ebpf_rejected_records_total",
+                "Malformed ring-buffer records.",
+                l,
+            ),
             batches_dropped: r.counter(
                 "perisco_ebpf_batches_dropped_total",
                 "Batches dropped because downstream was full (events counted as discarded).",
@@ -89,7 +105,11 @@ impl Metrics {
 
 impl EbpfSocket {
     pub fn new(cfg: EbpfSocketConfig, cx: &BuildContext) -> Self {
-        EbpfSocket { m: Metrics::new(&cx.registry, &cx.id), cfg, id: cx.id.clone() }
+        EbpfSocket {
+            m: Metrics::new(&cx.registry, &cx.id),
+            cfg,
+            id: cx.id.clone(),
+        }
     }
 }
 
@@ -127,7 +147,11 @@ impl Sender {
             }
             return;
         }
-        let batch = if self.lost.is_empty() { batch } else { self.with_gaps(batch) };
+        let batch = if self.lost.is_empty() {
+            batch
+        } else {
+            self.with_gaps(batch)
+        };
         cx.out.try_send(batch);
     }
 
@@ -174,7 +198,12 @@ impl Source for EbpfSocket {
                 .map_err(std::io::Error::from)?;
             m.attached.set(1);
             let mut asm = Assembler::new();
-            let mut tx = Sender { batch_size: cfg.batch_size, batch: Vec::new(), lost: HashMap::new(), m: m.clone() };
+            let mut tx = Sender {
+                batch_size: cfg.batch_size,
+                batch: Vec::new(),
+                lost: HashMap::new(),
+                m: m.clone(),
+            };
             let mut last_stats = KernelStats::default();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             let mut updates_open = true;

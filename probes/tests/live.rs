@@ -52,7 +52,10 @@ fn assert_lifecycle(ev: &[SocketData], conn: u64) {
 
 #[test]
 fn python_http_server_exchanges_are_captured_once_from_the_server() {
-    if !require("python_http_server_exchanges_are_captured_once_from_the_server", &[Need::Root, Need::Command("curl")]) {
+    if !require(
+        "python_http_server_exchanges_are_captured_once_from_the_server",
+        &[Need::Root, Need::Command("curl")],
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -76,9 +79,21 @@ fn python_http_server_exchanges_are_captured_once_from_the_server() {
         assert_lifecycle(&ev, c);
         let req = stream(&ev, c, Direction::Ingress);
         let resp = stream(&ev, c, Direction::Egress);
-        assert!(req.starts_with(b"GET /hello.txt HTTP/1.1\r\n"), "{}", String::from_utf8_lossy(&req));
-        assert!(resp.starts_with(b"HTTP/1.0 200 OK\r\n"), "{}", String::from_utf8_lossy(&resp));
-        assert!(resp.ends_with(body.as_bytes()), "whole body captured (max 4096 per message, body {} bytes)", body.len());
+        assert!(
+            req.starts_with(b"GET /hello.txt HTTP/1.1\r\n"),
+            "{}",
+            String::from_utf8_lossy(&req)
+        );
+        assert!(
+            resp.starts_with(b"HTTP/1.0 200 OK\r\n"),
+            "{}",
+            String::from_utf8_lossy(&resp)
+        );
+        assert!(
+            resp.ends_with(body.as_bytes()),
+            "whole body captured (max 4096 per message, body {} bytes)",
+            body.len()
+        );
     }
     for e in &ev {
         assert_eq!(e.process.pid, server.id(), "pid of the server: {e:?}");
@@ -88,7 +103,10 @@ fn python_http_server_exchanges_are_captured_once_from_the_server() {
         assert_ne!(e.peer.port(), port);
         assert!(!e.truncated());
     }
-    assert!(ev.iter().any(|e| e.process.comm.as_deref().is_some_and(|c| c.starts_with("python"))));
+    assert!(
+        ev.iter()
+            .any(|e| e.process.comm.as_deref().is_some_and(|c| c.starts_with("python")))
+    );
 }
 
 fn nginx(dir: &Path, port: u16, sendfile: bool) -> ChildGuard {
@@ -104,10 +122,18 @@ fn nginx(dir: &Path, port: u16, sendfile: bool) -> ChildGuard {
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
     let child = ChildGuard::spawn(
-        Command::new("nginx").arg("-c").arg(dir.join("nginx.conf")).arg("-p").arg(dir).stderr(Stdio::null()),
+        Command::new("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(dir)
+            .stderr(Stdio::null()),
     )
     .expect("nginx");
-    assert!(wait_for_port(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_secs(10)), "nginx up");
+    assert!(
+        wait_for_port(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_secs(10)),
+        "nginx up"
+    );
     child
 }
 
@@ -137,24 +163,38 @@ fn nginx_case(name: &str, sendfile: bool) {
     let small_conn = conns_with(&ev, |e| contains(&e.data, b"GET /small.txt"))[0];
     assert_lifecycle(&ev, big_conn);
     assert_lifecycle(&ev, small_conn);
-    let egress = |c| ev.iter().filter(move |e| e.conn_id == c && e.direction == Direction::Egress).cloned().collect::<Vec<_>>();
+    let egress = |c| {
+        ev.iter()
+            .filter(move |e| e.conn_id == c && e.direction == Direction::Egress)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     let small_resp = stream(&ev, small_conn, Direction::Egress);
     assert!(small_resp.starts_with(b"HTTP/1.1 200 OK\r\n"));
     if sendfile {
         // Headers are written from user memory; the file body goes through sendfile(2),
         // which the syscall hooks report as a gap of its length.
         for c in [big_conn, small_conn] {
-            let gaps: u64 =
-                egress(c).iter().filter(|e| e.kind == SocketEventKind::Gap).map(|e| u64::from(e.len)).sum();
+            let gaps: u64 = egress(c)
+                .iter()
+                .filter(|e| e.kind == SocketEventKind::Gap)
+                .map(|e| u64::from(e.len))
+                .sum();
             let want = if c == big_conn { big.len() } else { 11 } as u64;
             assert_eq!(gaps, want, "sendfile bytes reported as a gap");
         }
         assert!(!contains(&stream(&ev, big_conn, Direction::Egress), &big[..100]));
     } else {
-        let data: Vec<SocketData> = egress(big_conn).into_iter().filter(|e| e.kind == SocketEventKind::Data).collect();
+        let data: Vec<SocketData> = egress(big_conn)
+            .into_iter()
+            .filter(|e| e.kind == SocketEventKind::Data)
+            .collect();
         let total: u64 = data.iter().map(|e| u64::from(e.len)).sum();
         assert!(total >= big.len() as u64, "true lengths cover the body: {total}");
-        assert!(data.iter().any(|e| e.truncated() && e.data.len() == 4096), "a message longer than 4096 is truncated");
+        assert!(
+            data.iter().any(|e| e.truncated() && e.data.len() == 4096),
+            "a message longer than 4096 is truncated"
+        );
         assert!(data.iter().all(|e| e.data.len() <= 4096));
         assert!(small_resp.ends_with(b"small body\n"));
     }
@@ -172,7 +212,10 @@ fn nginx_with_sendfile_on_reports_the_body_as_a_gap() {
 
 #[test]
 fn large_messages_are_captured_up_to_16k_in_chunks() {
-    if !require("large_messages_are_captured_up_to_16k_in_chunks", &[Need::Root, Need::Command("curl")]) {
+    if !require(
+        "large_messages_are_captured_up_to_16k_in_chunks",
+        &[Need::Root, Need::Command("curl")],
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -199,7 +242,10 @@ fn large_messages_are_captured_up_to_16k_in_chunks() {
 
 #[test]
 fn ports_and_cidrs_filter_in_the_kernel_and_reload_in_place() {
-    if !require("ports_and_cidrs_filter_in_the_kernel_and_reload_in_place", &[Need::Root, Need::Command("curl")]) {
+    if !require(
+        "ports_and_cidrs_filter_in_the_kernel_and_reload_in_place",
+        &[Need::Root, Need::Command("curl")],
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -209,7 +255,10 @@ fn ports_and_cidrs_filter_in_the_kernel_and_reload_in_place() {
     let _s2 = python_http_server(dir.path(), "127.0.0.1", p2);
     let _s3 = python_http_server(dir.path(), "127.0.0.2", p3);
     let get = |ip: &str, p: u16, tag: &str| curl(&format!("http://{ip}:{p}/a.txt?{tag}"));
-    let mut cap = Capture::start("filters", &format!("ports = [{p1}, {p3}]\ncidrs = [\"127.0.0.2/32\", \"127.0.0.1/32\"]"));
+    let mut cap = Capture::start(
+        "filters",
+        &format!("ports = [{p1}, {p3}]\ncidrs = [\"127.0.0.2/32\", \"127.0.0.1/32\"]"),
+    );
     get("127.0.0.1", p1, "one");
     get("127.0.0.1", p2, "two");
     get("127.0.0.2", p3, "three");
@@ -219,12 +268,17 @@ fn ports_and_cidrs_filter_in_the_kernel_and_reload_in_place() {
     get("127.0.0.1", p1, "four");
     get("127.0.0.1", p2, "five");
     get("127.0.0.2", p3, "six");
-    cap.wait_for("the exchange after reload", |ev| ev.iter().any(|e| contains(&e.data, b"?six")));
+    cap.wait_for("the exchange after reload", |ev| {
+        ev.iter().any(|e| contains(&e.data, b"?six"))
+    });
     std::thread::sleep(Duration::from_millis(300));
     let attached = cap.gauge("perisco_ebpf_attached");
     let ev = cap.stop();
     assert_eq!(attached, 1, "never detached by the reload");
-    let seen = |tag: &str| ev.iter().any(|e| contains(&e.data, format!("GET /a.txt?{tag} ").as_bytes()));
+    let seen = |tag: &str| {
+        ev.iter()
+            .any(|e| contains(&e.data, format!("GET /a.txt?{tag} ").as_bytes()))
+    };
     assert!(seen("one") && seen("three") && seen("six"), "allowed traffic captured");
     assert!(!seen("two"), "port outside `ports`");
     assert!(!seen("four"), "address outside `cidrs` after reload");
@@ -234,7 +288,10 @@ fn ports_and_cidrs_filter_in_the_kernel_and_reload_in_place() {
 
 #[test]
 fn client_role_is_opt_in_and_local_exchanges_are_reported_once() {
-    if !require("client_role_is_opt_in_and_local_exchanges_are_reported_once", &[Need::Root, Need::Command("curl")]) {
+    if !require(
+        "client_role_is_opt_in_and_local_exchanges_are_reported_once",
+        &[Need::Root, Need::Command("curl")],
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -251,7 +308,8 @@ fn client_role_is_opt_in_and_local_exchanges_are_reported_once() {
         let (mut s, _) = outside.accept().unwrap();
         let mut buf = [0u8; 1024];
         let _ = s.read(&mut buf).unwrap();
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhi\n").unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhi\n")
+            .unwrap();
     });
     assert_eq!(curl(&format!("http://127.0.0.1:{outside_port}/outside")), b"hi\n");
     responder.join().unwrap();
@@ -269,18 +327,31 @@ fn client_role_is_opt_in_and_local_exchanges_are_reported_once() {
     }
     let req = stream(&ev, outside_conns[0], Direction::Egress);
     assert!(req.starts_with(b"GET /outside HTTP/1.1"), "client requests are egress");
-    assert_eq!(stream(&ev, outside_conns[0], Direction::Ingress), b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhi\n");
+    assert_eq!(
+        stream(&ev, outside_conns[0], Direction::Ingress),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhi\n"
+    );
     // The local exchange: both ends traced, reported once, from the server.
     let local = conns_with(&ev, |e| contains(&e.data, b"GET /a.txt?local"));
     assert_eq!(local.len(), 1, "reported once");
-    assert!(ev.iter().filter(|e| e.conn_id == local[0]).all(|e| e.role == Role::Server));
+    assert!(
+        ev.iter()
+            .filter(|e| e.conn_id == local[0])
+            .all(|e| e.role == Role::Server)
+    );
     let dups = registry.counter_value("perisco_ebpf_local_duplicates_total", &[("component_id", "cap")]);
-    assert!(dups.unwrap_or(0) >= 1, "curl's side of the local exchange counted as a duplicate: {dups:?}");
+    assert!(
+        dups.unwrap_or(0) >= 1,
+        "curl's side of the local exchange counted as a duplicate: {dups:?}"
+    );
 }
 
 #[test]
 fn grpc_and_h2c_servers_are_captured() {
-    if !require("grpc_and_h2c_servers_are_captured", &[Need::Root, Need::Command("nghttpd"), Need::Command("nghttp")]) {
+    if !require(
+        "grpc_and_h2c_servers_are_captured",
+        &[Need::Root, Need::Command("nghttpd"), Need::Command("nghttp")],
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -296,27 +367,67 @@ fn grpc_and_h2c_servers_are_captured() {
             .stderr(Stdio::null()),
     )
     .unwrap();
-    assert!(wait_for_port(SocketAddr::from((Ipv4Addr::LOCALHOST, h2_port)), Duration::from_secs(10)));
-    assert_eq!(run(Command::new("nghttp").arg(format!("http://127.0.0.1:{h2_port}/index.txt"))), b"served over h2c\n");
+    assert!(wait_for_port(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, h2_port)),
+        Duration::from_secs(10)
+    ));
+    assert_eq!(
+        run(Command::new("nghttp").arg(format!("http://127.0.0.1:{h2_port}/index.txt"))),
+        b"served over h2c\n"
+    );
 
     let script = dir.path().join("grpc_echo.py");
     std::fs::write(&script, GRPC_ECHO).unwrap();
-    let grpc = ChildGuard::spawn(Command::new(PY).arg(&script).arg("serve").arg(grpc_port.to_string()).stdout(Stdio::null()))
-        .unwrap();
-    assert!(wait_for_port(SocketAddr::from((Ipv4Addr::LOCALHOST, grpc_port)), Duration::from_secs(20)));
+    let grpc = ChildGuard::spawn(
+        Command::new(PY)
+            .arg(&script)
+            .arg("serve")
+            .arg(grpc_port.to_string())
+            .stdout(Stdio::null()),
+    )
+    .unwrap();
+    assert!(wait_for_port(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, grpc_port)),
+        Duration::from_secs(20)
+    ));
     let reply = run(Command::new(PY).arg(&script).arg("call").arg(grpc_port.to_string()));
     assert_eq!(reply, b"echo:ping-from-client-42\n");
-    cap.wait_for("grpc reply captured", |ev| ev.iter().any(|e| contains(&e.data, b"echo:ping-from-client-42")));
+    cap.wait_for("grpc reply captured", |ev| {
+        ev.iter().any(|e| contains(&e.data, b"echo:ping-from-client-42"))
+    });
     let ev = cap.stop();
-    let h2_in: Vec<u8> = ev.iter().filter(|e| e.local.port() == h2_port && e.direction == Direction::Ingress).flat_map(|e| e.data.to_vec()).collect();
-    let h2_out: Vec<u8> = ev.iter().filter(|e| e.local.port() == h2_port && e.direction == Direction::Egress).flat_map(|e| e.data.to_vec()).collect();
-    assert!(h2_in.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "h2c preface at the server");
+    let h2_in: Vec<u8> = ev
+        .iter()
+        .filter(|e| e.local.port() == h2_port && e.direction == Direction::Ingress)
+        .flat_map(|e| e.data.to_vec())
+        .collect();
+    let h2_out: Vec<u8> = ev
+        .iter()
+        .filter(|e| e.local.port() == h2_port && e.direction == Direction::Egress)
+        .flat_map(|e| e.data.to_vec())
+        .collect();
+    assert!(
+        h2_in.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        "h2c preface at the server"
+    );
     assert!(contains(&h2_out, b"served over h2c\n"), "DATA frame payload");
-    assert!(ev.iter().filter(|e| e.local.port() == h2_port).all(|e| e.process.pid == h2.id() && e.role == Role::Server));
-    let g_in: Vec<u8> = ev.iter().filter(|e| e.local.port() == grpc_port && e.direction == Direction::Ingress).flat_map(|e| e.data.to_vec()).collect();
+    assert!(
+        ev.iter()
+            .filter(|e| e.local.port() == h2_port)
+            .all(|e| e.process.pid == h2.id() && e.role == Role::Server)
+    );
+    let g_in: Vec<u8> = ev
+        .iter()
+        .filter(|e| e.local.port() == grpc_port && e.direction == Direction::Ingress)
+        .flat_map(|e| e.data.to_vec())
+        .collect();
     assert!(g_in.starts_with(b"PRI * HTTP/2.0"), "grpc preface");
     assert!(contains(&g_in, b"ping-from-client-42"), "request message");
-    assert!(ev.iter().filter(|e| e.local.port() == grpc_port).all(|e| e.process.pid == grpc.id() && e.role == Role::Server));
+    assert!(
+        ev.iter()
+            .filter(|e| e.local.port() == grpc_port)
+            .all(|e| e.process.pid == grpc.id() && e.role == Role::Server)
+    );
 }
 
 /// A gRPC echo server/client with raw-bytes (de)serialisers: no generated code needed.
@@ -353,13 +464,20 @@ fn hook_selection_falls_back_to_tracepoints_with_a_reason() {
         assert!(auto.active.why.contains("kprobe unavailable"), "{:?}", auto.active);
     }
     drop(auto);
-    let tp = Probe::load(&EbpfSocketConfig { hook: Hook::Tracepoint, ..Default::default() }).expect("tracepoints load");
+    let tp = Probe::load(&EbpfSocketConfig {
+        hook: Hook::Tracepoint,
+        ..Default::default()
+    })
+    .expect("tracepoints load");
     assert_eq!(tp.active.hook, Hook::Tracepoint);
     drop(tp);
     // This kernel refuses tracing programs and has no kprobes (see docs/ebpf.md): asking
     // for them explicitly must fail with a reason, not crash or attach half.
     for hook in [Hook::Fentry, Hook::Kprobe] {
-        match Probe::load(&EbpfSocketConfig { hook, ..Default::default() }) {
+        match Probe::load(&EbpfSocketConfig {
+            hook,
+            ..Default::default()
+        }) {
             Ok(p) => eprintln!("{hook:?} loaded on this kernel: {:?}", p.active),
             Err(e) => {
                 let msg = e.to_string();
@@ -387,7 +505,10 @@ fn sendmsg_iovecs_are_captured_in_order() {
     let port = free_port();
     let cap = Capture::start("iov", &format!("ports = [{port}]"));
     let _server = ChildGuard::spawn(Command::new(PY).arg(&script).arg(port.to_string())).unwrap();
-    assert!(wait_for_port(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_secs(10)));
+    assert!(wait_for_port(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        Duration::from_secs(10)
+    ));
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     use std::io::{Read, Write};
     s.write_all(b"go").unwrap();
@@ -396,13 +517,24 @@ fn sendmsg_iovecs_are_captured_in_order() {
     let parts = |n: usize| -> Vec<u8> { (0..n).flat_map(|i| vec![b'A' + i as u8; 10 * (i + 1)]).collect() };
     let (six, twelve) = (parts(6), parts(20));
     assert_eq!(got, [six.clone(), twelve.clone()].concat());
-    cap.wait_for("both messages", |ev| ev.iter().filter(|e| e.kind == SocketEventKind::Data && e.direction == Direction::Egress).count() >= 2);
+    cap.wait_for("both messages", |ev| {
+        ev.iter()
+            .filter(|e| e.kind == SocketEventKind::Data && e.direction == Direction::Egress)
+            .count()
+            >= 2
+    });
     let ev = cap.stop();
-    let out: Vec<&SocketData> = ev.iter().filter(|e| e.kind == SocketEventKind::Data && e.direction == Direction::Egress).collect();
+    let out: Vec<&SocketData> = ev
+        .iter()
+        .filter(|e| e.kind == SocketEventKind::Data && e.direction == Direction::Egress)
+        .collect();
     assert_eq!(&out[0].data[..], &six[..]);
     assert_eq!(out[0].len as usize, six.len());
     assert_eq!(out[1].len as usize, twelve.len());
-    assert!(out[1].data.len() < twelve.len() && twelve.starts_with(&out[1].data), "a prefix of the 20 segments (16 walked)");
+    assert!(
+        out[1].data.len() < twelve.len() && twelve.starts_with(&out[1].data),
+        "a prefix of the 20 segments (16 walked)"
+    );
 }
 
 const IOV_SERVER: &str = r#"

@@ -21,8 +21,8 @@ use aya_ebpf::{
     Global,
     bindings::BPF_F_NO_PREALLOC,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_user, generated,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_user, generated,
     },
     macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
@@ -116,9 +116,16 @@ fn settings() -> Option<&'static Settings> {
 /// sockets of one endpoint meet.
 #[inline(always)]
 fn listen_key(family: u16, addr: &[u8; 16], port: u16) -> ListenKey {
-    let mut k = ListenKey { addr: *addr, port, family: 0, _pad: 0 };
+    let mut k = ListenKey {
+        addr: *addr,
+        port,
+        family: 0,
+        _pad: 0,
+    };
     if family == AF_INET {
-        k.addr = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3]];
+        k.addr = [
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
+        ];
         if addr[0] == 0 && addr[1] == 0 && addr[2] == 0 && addr[3] == 0 {
             k.addr = [0; 16];
         }
@@ -132,7 +139,12 @@ fn is_listening(family: u16, addr: &[u8; 16], port: u16) -> bool {
     if unsafe { LISTEN.get(&k) }.is_some() {
         return true;
     }
-    let wild = ListenKey { addr: [0; 16], port, family: 0, _pad: 0 };
+    let wild = ListenKey {
+        addr: [0; 16],
+        port,
+        family: 0,
+        _pad: 0,
+    };
     unsafe { LISTEN.get(&wild) }.is_some()
 }
 
@@ -160,7 +172,12 @@ fn server_is_local(c: &Conn) -> bool {
     if unsafe { LISTEN.get(&peer) }.is_some() {
         return true;
     }
-    let wild = ListenKey { addr: [0; 16], port: c.peer_port, family: 0, _pad: 0 };
+    let wild = ListenKey {
+        addr: [0; 16],
+        port: c.peer_port,
+        family: 0,
+        _pad: 0,
+    };
     if unsafe { LISTEN.get(&wild) }.is_none() {
         return false;
     }
@@ -301,7 +318,11 @@ fn open_conn(o: &Offsets, st: &Settings, sk: u64, role: u8, hook: u8) -> Option<
     c.cookie = unsafe { bpf_ktime_get_ns() };
     if role == 0 {
         c.flags = FLAG_INFERRED;
-        c.role = if is_listening(c.family, &c.local_addr, c.local_port) { ROLE_SERVER } else { ROLE_CLIENT };
+        c.role = if is_listening(c.family, &c.local_addr, c.local_port) {
+            ROLE_SERVER
+        } else {
+            ROLE_CLIENT
+        };
     } else {
         c.role = role;
     }
@@ -360,7 +381,11 @@ struct Src {
 #[inline(always)]
 fn read_iovec(src: &Src, i: u64) -> Option<(u64, u64)> {
     let p = (src.ptr + i * 16) as *const [u64; 2];
-    let v = if src.iov_in_kernel { unsafe { bpf_probe_read_kernel(p) } } else { unsafe { bpf_probe_read_user(p) } };
+    let v = if src.iov_in_kernel {
+        unsafe { bpf_probe_read_kernel(p) }
+    } else {
+        unsafe { bpf_probe_read_user(p) }
+    };
     match v {
         Ok(v) => Some((v[0], v[1])),
         Err(_) => {
@@ -404,9 +429,17 @@ fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64,
     let Some(cur) = CURSOR.get_ptr_mut(0) else { return };
     fill_hdr(&mut s.hdr, sk, c, EV_DATA, dir, hook);
     let d = (dir & 1) as usize;
-    s.hdr.msg_len = if total > u32::MAX as u64 { u32::MAX } else { total as u32 };
+    s.hdr.msg_len = if total > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        total as u32
+    };
     s.hdr.lost = c.lost[d];
-    let max = if stg.max_capture > MAX_CAPTURE { MAX_CAPTURE } else { stg.max_capture } as u64;
+    let max = if stg.max_capture > MAX_CAPTURE {
+        MAX_CAPTURE
+    } else {
+        stg.max_capture
+    } as u64;
     let budget = if total < max { total } else { max };
     let cur = unsafe { &mut *cur };
     if src.nsegs == 0 {
@@ -451,9 +484,8 @@ fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64,
             n = left;
         }
         let n32 = if n > CHUNK as u64 { CHUNK as u32 } else { n as u32 };
-        let ret = unsafe {
-            generated::bpf_probe_read_user(s.data.as_mut_ptr() as *mut c_void, n32, base as *const c_void)
-        };
+        let ret =
+            unsafe { generated::bpf_probe_read_user(s.data.as_mut_ptr() as *mut c_void, n32, base as *const c_void) };
         let cap = if ret == 0 { n32 } else { 0 };
         if ret != 0 {
             stat(STAT_READ_ERR);
@@ -545,7 +577,16 @@ fn tp_enter(fd: u64, ptr: u64, nsegs: u64, is_iov: bool, what: u8, dir: u8) {
     }
     let o = OFFSETS.load();
     let Ok(sk) = fd_to_sk(&o, fd) else { return };
-    let a = PendingArgs { sk, ptr, nsegs, fd: fd as u32, is_iov: is_iov as u8, what, dir, _pad: 0 };
+    let a = PendingArgs {
+        sk,
+        ptr,
+        nsegs,
+        fd: fd as u32,
+        is_iov: is_iov as u8,
+        what,
+        dir,
+        _pad: 0,
+    };
     let _ = ARGS.insert(&bpf_get_current_pid_tgid(), &a, 0);
 }
 
@@ -553,7 +594,9 @@ fn tp_enter(fd: u64, ptr: u64, nsegs: u64, is_iov: bool, what: u8, dir: u8) {
 #[inline(always)]
 fn tp_exit(ctx: &TracePointContext) {
     let key = bpf_get_current_pid_tgid();
-    let Some(a) = (unsafe { ARGS.get(&key) }).copied() else { return };
+    let Some(a) = (unsafe { ARGS.get(&key) }).copied() else {
+        return;
+    };
     let _ = ARGS.remove(&key);
     let ret = arg(ctx, 0) as i64;
     let o = OFFSETS.load();
@@ -561,14 +604,21 @@ fn tp_exit(ctx: &TracePointContext) {
         PENDING_DATA => {
             if ret > 0 {
                 let nsegs = if a.is_iov != 0 { a.nsegs } else { 0 };
-                let src = Src { ptr: a.ptr, nsegs, iov_in_kernel: false, skip: 0 };
+                let src = Src {
+                    ptr: a.ptr,
+                    nsegs,
+                    iov_in_kernel: false,
+                    skip: 0,
+                };
                 on_transfer(&o, a.sk, a.dir, src, ret as u64, HOOK_TRACEPOINT);
             }
         }
         PENDING_SENDFILE => {
             if ret > 0 {
                 let Some(st) = settings() else { return };
-                let Some(p) = conn_for(&o, st, a.sk, HOOK_TRACEPOINT) else { return };
+                let Some(p) = conn_for(&o, st, a.sk, HOOK_TRACEPOINT) else {
+                    return;
+                };
                 let c = unsafe { &mut *p };
                 if verdict(c, st) {
                     emit_meta(a.sk, c, EV_GAP, DIR_EGRESS, ret as u32, HOOK_TRACEPOINT);
@@ -609,14 +659,78 @@ macro_rules! tp_data {
     };
 }
 
-tp_data!(tp_enter_read, "sys_enter_read", tp_exit_read, "sys_exit_read", DIR_INGRESS, false, false);
-tp_data!(tp_enter_recvfrom, "sys_enter_recvfrom", tp_exit_recvfrom, "sys_exit_recvfrom", DIR_INGRESS, false, false);
-tp_data!(tp_enter_readv, "sys_enter_readv", tp_exit_readv, "sys_exit_readv", DIR_INGRESS, true, false);
-tp_data!(tp_enter_recvmsg, "sys_enter_recvmsg", tp_exit_recvmsg, "sys_exit_recvmsg", DIR_INGRESS, true, true);
-tp_data!(tp_enter_write, "sys_enter_write", tp_exit_write, "sys_exit_write", DIR_EGRESS, false, false);
-tp_data!(tp_enter_sendto, "sys_enter_sendto", tp_exit_sendto, "sys_exit_sendto", DIR_EGRESS, false, false);
-tp_data!(tp_enter_writev, "sys_enter_writev", tp_exit_writev, "sys_exit_writev", DIR_EGRESS, true, false);
-tp_data!(tp_enter_sendmsg, "sys_enter_sendmsg", tp_exit_sendmsg, "sys_exit_sendmsg", DIR_EGRESS, true, true);
+tp_data!(
+    tp_enter_read,
+    "sys_enter_read",
+    tp_exit_read,
+    "sys_exit_read",
+    DIR_INGRESS,
+    false,
+    false
+);
+tp_data!(
+    tp_enter_recvfrom,
+    "sys_enter_recvfrom",
+    tp_exit_recvfrom,
+    "sys_exit_recvfrom",
+    DIR_INGRESS,
+    false,
+    false
+);
+tp_data!(
+    tp_enter_readv,
+    "sys_enter_readv",
+    tp_exit_readv,
+    "sys_exit_readv",
+    DIR_INGRESS,
+    true,
+    false
+);
+tp_data!(
+    tp_enter_recvmsg,
+    "sys_enter_recvmsg",
+    tp_exit_recvmsg,
+    "sys_exit_recvmsg",
+    DIR_INGRESS,
+    true,
+    true
+);
+tp_data!(
+    tp_enter_write,
+    "sys_enter_write",
+    tp_exit_write,
+    "sys_exit_write",
+    DIR_EGRESS,
+    false,
+    false
+);
+tp_data!(
+    tp_enter_sendto,
+    "sys_enter_sendto",
+    tp_exit_sendto,
+    "sys_exit_sendto",
+    DIR_EGRESS,
+    false,
+    false
+);
+tp_data!(
+    tp_enter_writev,
+    "sys_enter_writev",
+    tp_exit_writev,
+    "sys_exit_writev",
+    DIR_EGRESS,
+    true,
+    false
+);
+tp_data!(
+    tp_enter_sendmsg,
+    "sys_enter_sendmsg",
+    tp_exit_sendmsg,
+    "sys_exit_sendmsg",
+    DIR_EGRESS,
+    true,
+    true
+);
 
 /// sendfile(out_fd, in_fd, offset, count): file bytes go to the socket without passing
 /// through user memory; reported as a gap of the bytes sent.
@@ -712,16 +826,32 @@ fn read_iter(o: &Offsets, msg: u64) -> Result<(u32, u64, u64, u64, u64), i64> {
     }
     let it = msg + o.msghdr_msg_iter as u64;
     let ty = rd::<u32>(it, o.iter_type)? & o.iter_type_mask;
-    Ok((ty, rd(it, o.iter_ptr)?, rd(it, o.iter_iov_offset)?, rd(it, o.iter_count)?, rd(it, o.iter_nr_segs)?))
+    Ok((
+        ty,
+        rd(it, o.iter_ptr)?,
+        rd(it, o.iter_iov_offset)?,
+        rd(it, o.iter_count)?,
+        rd(it, o.iter_nr_segs)?,
+    ))
 }
 
 /// The bytes an iov_iter describes, for user-backed iterators only.
 #[inline(always)]
 fn iter_src(o: &Offsets, ty: u32, ptr: u64, off: u64, nr_segs: u64) -> Option<Src> {
     if ty == o.iter_ubuf_value {
-        Some(Src { ptr: ptr + off, nsegs: 0, iov_in_kernel: false, skip: 0 })
+        Some(Src {
+            ptr: ptr + off,
+            nsegs: 0,
+            iov_in_kernel: false,
+            skip: 0,
+        })
     } else if ty == o.iter_iovec_value {
-        Some(Src { ptr, nsegs: nr_segs, iov_in_kernel: true, skip: off })
+        Some(Src {
+            ptr,
+            nsegs: nr_segs,
+            iov_in_kernel: true,
+            skip: off,
+        })
     } else {
         None
     }
@@ -731,7 +861,9 @@ fn iter_src(o: &Offsets, ty: u32, ptr: u64, off: u64, nr_segs: u64) -> Option<Sr
 fn sock_send(sock: u64, msg: u64, hook: u8) {
     let o = OFFSETS.load();
     let Ok(sk) = rd::<u64>(sock, o.socket_sk) else { return };
-    let Ok((ty, ptr, off, count, nr)) = read_iter(&o, msg) else { return };
+    let Ok((ty, ptr, off, count, nr)) = read_iter(&o, msg) else {
+        return;
+    };
     if let Some(src) = iter_src(&o, ty, ptr, off, nr) {
         on_transfer(&o, sk, DIR_EGRESS, src, count, hook);
     }
@@ -744,15 +876,26 @@ fn sock_recv_entry(sock: u64, msg: u64) {
     }
     let o = OFFSETS.load();
     let Ok(sk) = rd::<u64>(sock, o.socket_sk) else { return };
-    let Ok((ty, ptr, off, _count, nr)) = read_iter(&o, msg) else { return };
-    let r = RecvIter { sk, ptr, iov_offset: off, nr_segs: nr, iter_type: ty, _pad: 0 };
+    let Ok((ty, ptr, off, _count, nr)) = read_iter(&o, msg) else {
+        return;
+    };
+    let r = RecvIter {
+        sk,
+        ptr,
+        iov_offset: off,
+        nr_segs: nr,
+        iter_type: ty,
+        _pad: 0,
+    };
     let _ = RECV_ITER.insert(&bpf_get_current_pid_tgid(), &r, 0);
 }
 
 #[inline(always)]
 fn sock_recv_exit(ret: i64, hook: u8) {
     let key = bpf_get_current_pid_tgid();
-    let Some(r) = (unsafe { RECV_ITER.get(&key) }).copied() else { return };
+    let Some(r) = (unsafe { RECV_ITER.get(&key) }).copied() else {
+        return;
+    };
     let _ = RECV_ITER.remove(&key);
     if ret <= 0 {
         return;

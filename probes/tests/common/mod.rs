@@ -108,7 +108,9 @@ pub struct Capture {
 }
 
 pub fn config_text(name: &str, source_keys: &str) -> String {
-    format!("[sources.cap]\ntype = \"ebpf_socket\"\n{source_keys}\n\n[sinks.out]\ntype = \"store\"\ninputs = [\"cap\"]\nname = \"{name}\"\n")
+    format!(
+        "[sources.cap]\ntype = \"ebpf_socket\"\n{source_keys}\n\n[sinks.out]\ntype = \"store\"\ninputs = [\"cap\"]\nname = \"{name}\"\n"
+    )
 }
 
 impl Capture {
@@ -116,11 +118,23 @@ impl Capture {
     /// attached.
     pub fn start(name: &str, source_keys: &str) -> Capture {
         STORED.lock().unwrap().remove(name);
-        let cfg = Config::<Live>::from_str(&config_text(name, source_keys), "test.toml").unwrap_or_else(|e| panic!("{e}"));
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let cfg =
+            Config::<Live>::from_str(&config_text(name, source_keys), "test.toml").unwrap_or_else(|e| panic!("{e}"));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let registry = Registry::new();
-        let topo = rt.block_on(RunningTopology::start(cfg, registry.clone())).expect("topology starts");
-        let c = Capture { rt, topo: Some(topo), registry, name: name.to_string() };
+        let topo = rt
+            .block_on(RunningTopology::start(cfg, registry.clone()))
+            .expect("topology starts");
+        let c = Capture {
+            rt,
+            topo: Some(topo),
+            registry,
+            name: name.to_string(),
+        };
         c.wait_until("probe attached", || c.gauge("perisco_ebpf_attached") == 1);
         c
     }
@@ -130,7 +144,9 @@ impl Capture {
     }
 
     pub fn counter(&self, name: &str) -> u64 {
-        self.registry.counter_value(name, &[("component_id", "cap")]).unwrap_or(0)
+        self.registry
+            .counter_value(name, &[("component_id", "cap")])
+            .unwrap_or(0)
     }
 
     fn wait_until(&self, what: &str, cond: impl Fn() -> bool) {
@@ -147,7 +163,9 @@ impl Capture {
         let cfg = Config::<Live>::from_str(&config_text(&self.name, source_keys), "test.toml").unwrap();
         let topo = self.topo.as_mut().unwrap();
         self.rt.block_on(topo.reload(cfg)).expect("reload");
-        self.wait_until("filters applied", || self.counter("perisco_ebpf_reconfigurations_total") > before);
+        self.wait_until("filters applied", || {
+            self.counter("perisco_ebpf_reconfigurations_total") > before
+        });
     }
 
     pub fn events(&self) -> Vec<SocketData> {
@@ -213,7 +231,11 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// Run a command to completion, panicking with its output on failure.
 pub fn run(cmd: &mut std::process::Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -221,5 +243,7 @@ pub fn run(cmd: &mut std::process::Command) -> Vec<u8> {
 pub fn closed_data_conns(ev: &[SocketData]) -> usize {
     use perisco_engine::event::SocketEventKind as K;
     let data: std::collections::HashSet<u64> = ev.iter().filter(|e| e.kind == K::Data).map(|e| e.conn_id).collect();
-    ev.iter().filter(|e| e.kind == K::Close && data.contains(&e.conn_id)).count()
+    ev.iter()
+        .filter(|e| e.kind == K::Close && data.contains(&e.conn_id))
+        .count()
 }

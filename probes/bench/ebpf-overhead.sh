@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Overhead of the ebpf_socket source (benchmark, not a test). Run as root after
+# scripts/setup.d/10-ebpf.sh. Alternates rounds without and with capture against nginx
+# (sendfile off, one worker) on loopback, with wrk at full speed and wrk paced to a steady
+# rate. Prints the figures docs/bench-ebpf.md reports.
+#
+#   MODE=source   (default) the ebpf_socket source into a counting sink
+#                 (probes/examples/capture_bench.rs, release build)
+#   MODE=pipeline the perisco binary: ebpf_socket → parse → match → file
+#                 (PERISCO_BIN, default target/release/perisco)
+#   ROUNDS=5 DURATION=10 CONNS=32 RATE=20000 (paced rounds; 0 disables them)
+set -euo pipefail
+MODE=${MODE:-source}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-32}
+RATE=${RATE:-20000}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+WORK=$(mktemp -d)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+API=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cleanup() { [[ -n "${NGINX:-}" ]] && kill "$NGINX" 2>/dev/null; [[ -n "${CAP:-}" ]] && kill "$CAP" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+if [[ $MODE == source ]]; then
+  (cd "$ROOT" && cargo build -q --release -p perisco-probes --example capture_bench)
+  BENCH_BIN=$TARGET/release/examples/capture_bench
+else
+  BENCH_BIN=${PERISCO_BIN:-$TARGET/release/perisco}
+  [[ -x $BENCH_BIN ]] || (cd "$ROOT" && cargo build -q --release -p perisco)
+fi
+
+mkdir -p "$WORK/www" "$WORK/tmp"
+printf '%s\n' "$(head -c 600 /dev/zero | tr '\0' 'x')" >"$WORK/www/index.html"
+cat >"$WORK/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; error_log $WORK/error.log; pid $WORK/nginx.pid;
+events { worker_connections 1024; }
+http { access_log off; sendfile off; keepalive_requests 1000000;
+  client_body_temp_path $WORK/tmp; proxy_temp_path $WORK/tmp; fastcgi_temp_path $WORK/tmp;
+  uwsgi_temp_path $WORK/tmp; scgi_temp_path $WORK/tmp;
+  server { listen 127.0.0.1:$PORT; root $WORK/www; } }
+CONF
+nginx -c "$WORK/nginx.conf" & NGINX=$!
+sleep 1
+
+# wrk paced by a per-connection delay: CONNS connections each waiting CONNS/RATE s between requests.
+DELAY_MS=$(python3 -c "print(max(0.0, 1000.0*$CONNS/$RATE))")
+cat >"$WORK/paced.lua" <<LUA
+function delay() return $DELAY_MS end
+LUA
+
+run_wrk() { # $1 = extra args; prints requests/s
+  wrk -t1 -c"$CONNS" -d"${DURATION}s" $1 "http://127.0.0.1:$PORT/index.html" | awk '/Requests\/sec/ {print $2}'
+}
+
+start_capture() {
+  if [[ $MODE == source ]]; then
+    coproc CAPP { "$BENCH_BIN" "ports = [$PORT]"; }
+    CAP=$CAPP_PID
+    read -r line <&"${CAPP[0]}"   # "attached"
+  else
+    cat >"$WORK/pipeline.toml" <<TOML
+[api]
+address = "127.0.0.1:$API"
+[sources.capture]
+type = "ebpf_socket"
+ports = [$PORT]
+[transforms.l7]
+type = "parse"
+inputs = ["capture"]
+[transforms.pairs]
+type = "match"
+inputs = ["l7"]
+[sinks.out]
+type = "file"
+inputs = ["pairs"]
+path = "$WORK/records.jsonl"
+TOML
+    "$BENCH_BIN" --config "$WORK/pipeline.toml" >/dev/null 2>"$WORK/perisco.log" & CAP=$!
+    until curl -s "http://127.0.0.1:$API/metrics" | grep -q 'perisco_ebpf_attached{component_id="capture"} 1'; do sleep 0.2; done
+  fi
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+stop_capture() { # prints "cpu_seconds peak_rss_kib ring_dropped"
+  local ticks hwm drops
+  ticks=$(cpu_ticks "$CAP"); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$CAP/status")
+  if [[ $MODE == source ]]; then
+    eval "exec ${CAPP[1]}>&-"
+    local stats; read -r stats <&"${CAPP[0]}"
+    wait "$CAP" || true
+    drops=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['ring_dropped'])" "$stats")
+  else
+    drops=$(curl -s "http://127.0.0.1:$API/metrics" | awk -F' ' '/^perisco_ebpf_ring_dropped_total/ {print $2}')
+    kill -TERM "$CAP"; wait "$CAP" || true
+  fi
+  CAP=
+  echo "$(python3 -c "print($ticks/$(getconf CLK_TCK))") $hwm ${drops:-0}"
+}
+
+echo "mode=$MODE rounds=$ROUNDS duration=${DURATION}s conns=$CONNS paced_rate=$RATE nginx=127.0.0.1:$PORT"
+echo "round,kind,load,req_per_s,capture_cpu_s,cpu_us_per_req,peak_rss_kib,ring_dropped"
+for r in $(seq 1 "$ROUNDS"); do
+  for load in max paced; do
+    [[ $load == paced && $RATE == 0 ]] && continue
+    args=""; [[ $load == paced ]] && args="-s $WORK/paced.lua"
+    base=$(run_wrk "$args")
+    echo "$r,off,$load,$base,,,,"
+    start_capture
+    probed=$(run_wrk "$args")
+    read -r cpu hwm drops < <(stop_capture)
+    per=$(python3 -c "print(round($cpu*1e6/($probed*$DURATION),2))")
+    echo "$r,on,$load,$probed,$cpu,$per,$hwm,$drops"
+  done
+done

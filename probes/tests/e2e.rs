@@ -1,0 +1,241 @@
+//! End to end, as deployed: the `perisco` binary running `ebpf_socket → parse → match →
+//! file` while real clients talk to real servers on loopback. Every exchange the clients
+//! made must be in the output exactly once, with method, url, status, the server's pid and
+//! ports. Needs root and the `perisco` binary (built by `cargo nextest run --workspace`).
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use perisco_testutil::{ChildGuard, Need, free_port, perisco_bin, require, wait_for_port};
+use serde_json::Value;
+
+const PY: &str = "/usr/bin/python3";
+
+fn up(port: u16) {
+    assert!(
+        wait_for_port(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_secs(20)),
+        "port {port}"
+    );
+}
+
+fn run_ok(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn metrics(api: u16) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", api)) else {
+        return String::new();
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+const GRPC: &str = r#"
+import sys, grpc
+from concurrent import futures
+if sys.argv[1] == "serve":
+    h = grpc.method_handlers_generic_handler("test.Echo", {
+        "Say": grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"echo:" + req)})
+    s = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    s.add_generic_rpc_handlers((h,))
+    s.add_insecure_port("127.0.0.1:" + sys.argv[2])
+    s.start()
+    s.wait_for_termination()
+else:
+    with grpc.insecure_channel("127.0.0.1:" + sys.argv[2]) as ch:
+        print(ch.unary_unary("/test.Echo/Say")(b"hello", timeout=10).decode())
+"#;
+
+fn nginx_conf(dir: &Path, port: u16) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(dir.join("www/index.html"), b"<h1>nginx</h1>\n").unwrap();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\nevents {{ }}\n\
+         http {{ access_log off; sendfile off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp;\n\
+           fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
+           server {{ listen 127.0.0.1:{port}; root {d}/www; }} }}\n",
+        d = dir.display()
+    );
+    let p = dir.join("nginx.conf");
+    std::fs::write(&p, conf).unwrap();
+    p
+}
+
+#[test]
+fn every_exchange_is_recorded_once_by_the_perisco_binary() {
+    let bin = perisco_bin();
+    let bin_s = bin.to_string_lossy().to_string();
+    let needs = [
+        Need::Root,
+        Need::Command(&bin_s),
+        Need::Command("nginx"),
+        Need::Command("nghttpd"),
+        Need::Command("curl"),
+    ];
+    if !require("every_exchange_is_recorded_once_by_the_perisco_binary", &needs) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("py")).unwrap();
+    std::fs::write(d.join("py/a.txt"), b"alpha\n").unwrap();
+    std::fs::write(d.join("index.txt"), b"h2c body\n").unwrap();
+    std::fs::write(d.join("grpc.py"), GRPC).unwrap();
+    let (py_port, nginx_port, h2_port, grpc_port, api, quiet_port) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+
+    let out = d.join("records.jsonl");
+    let config = format!(
+        "[api]\naddress = \"127.0.0.1:{api}\"\n\n\
+         [sources.capture]\ntype = \"ebpf_socket\"\nports = [{py_port}, {nginx_port}, {h2_port}, {grpc_port}]\n\n\
+         [transforms.l7]\ntype = \"parse\"\ninputs = [\"capture\"]\n\n\
+         [transforms.pairs]\ntype = \"match\"\ninputs = [\"l7\"]\n\n\
+         [sinks.out]\ntype = \"file\"\ninputs = [\"pairs\"]\npath = \"{}\"\n",
+        out.display()
+    );
+    std::fs::write(d.join("pipeline.toml"), &config).unwrap();
+    let perisco = ChildGuard::spawn(
+        Command::new(&bin)
+            .arg("--config")
+            .arg(d.join("pipeline.toml"))
+            .stdout(Stdio::null()),
+    )
+    .expect("perisco starts");
+    let start = Instant::now();
+    while !metrics(api).contains("perisco_ebpf_attached{component_id=\"capture\"} 1") {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "perisco never attached: {}",
+            metrics(api)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let py = ChildGuard::spawn(
+        Command::new(PY)
+            .args(["-m", "http.server", &py_port.to_string(), "--bind", "127.0.0.1"])
+            .current_dir(d.join("py"))
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
+    let ngx = ChildGuard::spawn(
+        Command::new("nginx")
+            .arg("-c")
+            .arg(nginx_conf(&d.join("nginx"), nginx_port))
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
+    let h2 = ChildGuard::spawn(
+        Command::new("nghttpd")
+            .args(["--no-tls", "-d"])
+            .arg(d)
+            .arg(h2_port.to_string())
+            .stdout(Stdio::null()),
+    )
+    .unwrap();
+    let grpc = ChildGuard::spawn(
+        Command::new(PY)
+            .arg(d.join("grpc.py"))
+            .arg("serve")
+            .arg(grpc_port.to_string()),
+    )
+    .unwrap();
+    // Traffic on a port outside `ports`: must not appear.
+    let quiet = ChildGuard::spawn(
+        Command::new(PY)
+            .args(["-m", "http.server", &quiet_port.to_string(), "--bind", "127.0.0.1"])
+            .current_dir(d.join("py"))
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
+    for p in [py_port, nginx_port, h2_port, grpc_port, quiet_port] {
+        up(p);
+    }
+
+    let curl = |url: String| run_ok(Command::new("curl").args(["-sS", "-o", "/dev/null", "--max-time", "10", &url]));
+    curl(format!("http://127.0.0.1:{py_port}/a.txt?n=1"));
+    curl(format!("http://127.0.0.1:{py_port}/a.txt?n=2"));
+    curl(format!("http://127.0.0.1:{py_port}/missing"));
+    curl(format!("http://127.0.0.1:{nginx_port}/index.html"));
+    curl(format!("http://127.0.0.1:{nginx_port}/nope"));
+    curl(format!("http://127.0.0.1:{quiet_port}/a.txt?quiet"));
+    run_ok(Command::new("nghttp").arg(format!("http://127.0.0.1:{h2_port}/index.txt")));
+    assert_eq!(
+        run_ok(
+            Command::new(PY)
+                .arg(d.join("grpc.py"))
+                .arg("call")
+                .arg(grpc_port.to_string())
+        ),
+        b"echo:hello\n"
+    );
+
+    // (method, url, status, server port, server pid)
+    let want: Vec<(&str, String, u64, u16, u32)> = vec![
+        ("GET", "/a.txt?n=1".into(), 200, py_port, py.id()),
+        ("GET", "/a.txt?n=2".into(), 200, py_port, py.id()),
+        ("GET", "/missing".into(), 404, py_port, py.id()),
+        ("GET", "/index.html".into(), 200, nginx_port, ngx.id()),
+        ("GET", "/nope".into(), 404, nginx_port, ngx.id()),
+        ("GET", "/index.txt".into(), 200, h2_port, h2.id()),
+        ("POST", "/test.Echo/Say".into(), 200, grpc_port, grpc.id()),
+    ];
+    let read = || -> Vec<Value> {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let start = Instant::now();
+    while read().len() < want.len() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Let anything late (duplicates) arrive, then stop perisco cleanly.
+    std::thread::sleep(Duration::from_secs(2));
+    perisco.signal("TERM");
+    let mut perisco = perisco;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while perisco.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let records = read();
+    for r in &records {
+        eprintln!("{r}");
+    }
+    let field = |r: &Value, p: &str| r.pointer(p).cloned().unwrap_or(Value::Null);
+    for (method, url, status, port, pid) in &want {
+        let hits: Vec<&Value> = records
+            .iter()
+            .filter(|r| field(r, "/l7/request/http/url") == url.as_str() && field(r, "/l4/TCP/serverPort") == *port)
+            .collect();
+        assert_eq!(hits.len(), 1, "{method} {url} on {port}: exactly once");
+        let r = hits[0];
+        assert_eq!(field(r, "/l7/request/http/method"), *method);
+        assert_eq!(field(r, "/l7/response/http/code"), *status, "{url}");
+        assert_eq!(field(r, "/pid"), *pid, "{url}: pid of the server");
+    }
+    assert_eq!(
+        records.len(),
+        want.len(),
+        "nothing else (no client sides, nothing from port {quiet_port})"
+    );
+}
