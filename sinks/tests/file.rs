@@ -52,3 +52,30 @@ fn file_sink_rejects_a_zero_buffer() {
     let keys: Vec<_> = cfg.validate().into_iter().filter_map(|e| e.key).collect();
     assert_eq!(keys, ["buffer.max_events"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_sink_reopens_on_sigusr1_for_logrotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.json");
+    let rotated = dir.path().join("out.json.1");
+    let cfg: FileConfig = toml::from_str(&format!("path = {:?}", path.display().to_string())).unwrap();
+    let h = Harness::new("file");
+    let (tx, reopen, task) = h.start_with_reopen(cfg.build(&h.cx).unwrap(), 2);
+    let events = records(20, 0);
+    tx.send(events[..10].to_vec()).await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || h.delivered() == 10).await);
+    // logrotate: rename, then signal; the sink must write the rest to a new file.
+    std::fs::rename(&path, &rotated).unwrap();
+    reopen.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tx.send(events[10..].to_vec()).await.unwrap();
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let count = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().count();
+    assert_eq!(count(&rotated), 10);
+    assert_eq!(count(&path), 10);
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use perisco_engine::component::{BoxError, SinkContext};
 use perisco_engine::event::Event;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
@@ -154,14 +155,19 @@ impl<D: Deliver> Writer<D> {
     async fn run(&mut self, mut rx: mpsc::Receiver<Item>, mut reopen: tokio::sync::broadcast::Receiver<()>) {
         let batch_cfg = self.settings.batch;
         let mut carry: Option<Item> = None;
+        let mut reopen_open = true;
         loop {
             let first = match carry.take() {
                 Some(i) => i,
                 None => {
                     let got = tokio::select! {
                         i = rx.recv() => i,
-                        r = reopen.recv() => {
-                            if r.is_ok() { self.deliver.reopen(); }
+                        r = reopen.recv(), if reopen_open => {
+                            match r {
+                                Ok(()) | Err(RecvError::Lagged(_)) => self.deliver.reopen(),
+                                // No more signals will come: stop polling (it would spin).
+                                Err(RecvError::Closed) => reopen_open = false,
+                            }
                             continue;
                         }
                     };

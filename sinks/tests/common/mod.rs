@@ -189,6 +189,23 @@ impl Harness {
         (tx, task)
     }
 
+    /// Like `start`, also returning the SIGUSR1 (reopen) trigger.
+    pub fn start_with_reopen(
+        &self,
+        sink: Box<dyn Sink>,
+        capacity: usize,
+    ) -> (
+        mpsc::Sender<Vec<Event>>,
+        tokio::sync::broadcast::Sender<()>,
+        JoinHandle<Result<(), BoxError>>,
+    ) {
+        let (tx, input) = BatchReceiver::for_test(capacity);
+        let (reopen_tx, reopen) = tokio::sync::broadcast::channel(1);
+        let metrics = self.cx.metrics.clone();
+        let task = tokio::spawn(sink.run(SinkContext { input, reopen, metrics }));
+        (tx, reopen_tx, task)
+    }
+
     fn id(&self) -> &str {
         &self.cx.id
     }
