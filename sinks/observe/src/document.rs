@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use perisco_engine::event::Event;
 use perisco_engine::record::{
-    Endpoint, GrpcInfo, Header, HttpRequest, HttpResponse, IpInfo, L4, L7, L7Request, L7Response, Record,
-    ServiceRef, TcpPorts, Workload, now_ns,
+    Endpoint, GrpcInfo, Header, HttpRequest, HttpResponse, IpInfo, L4, L7, L7Request, L7Response, Record, ServiceRef,
+    TcpPorts, Workload, now_ns,
 };
 use serde_json::{Map, Value};
 
@@ -39,7 +39,11 @@ pub fn record_from_document(doc: &Map<String, Value>) -> Option<Record> {
     });
     let response = v("l7.response.http").map(|h| HttpResponse {
         protocol: str_at(h, "protocol").unwrap_or_default().into(),
-        code: h.get("code").and_then(as_u64).and_then(|c| u16::try_from(c).ok()).unwrap_or(0),
+        code: h
+            .get("code")
+            .and_then(as_u64)
+            .and_then(|c| u16::try_from(c).ok())
+            .unwrap_or(0),
         headers: headers(h.get("headers")),
         ..Default::default()
     });
@@ -52,9 +56,17 @@ pub fn record_from_document(doc: &Map<String, Value>) -> Option<Record> {
     let port = |p: &str| v(p).and_then(as_u64).and_then(|n| u16::try_from(n).ok()).unwrap_or(0);
     Some(Record {
         ts: v("ts").and_then(parse_ts).unwrap_or_else(now_ns),
-        pid: v("pid").and_then(as_u64).and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+        pid: v("pid")
+            .and_then(as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0),
         ip: IpInfo::new(client_ip.unwrap_or(unspecified), server_ip.unwrap_or(unspecified)),
-        l4: L4 { tcp: TcpPorts { client_port: port("l4.TCP.clientPort"), server_port: port("l4.TCP.serverPort") } },
+        l4: L4 {
+            tcp: TcpPorts {
+                client_port: port("l4.TCP.clientPort"),
+                server_port: port("l4.TCP.serverPort"),
+            },
+        },
         l7: L7 {
             latency_ns: v("l7.latencyNs").and_then(as_u64),
             request: request.map(|http| L7Request { http }),
@@ -76,7 +88,12 @@ pub fn record_from_document(doc: &Map<String, Value>) -> Option<Record> {
         node: v("node").and_then(Value::as_str).map(str::to_owned),
         incomplete: v("incomplete")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(|s| Cow::Owned(s.to_owned())).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| Cow::Owned(s.to_owned()))
+                    .collect()
+            })
             .unwrap_or_default(),
     })
 }
@@ -103,7 +120,9 @@ fn parse_ts(v: &Value) -> Option<u64> {
     match v {
         Value::String(s) => {
             let t = humantime::parse_rfc3339(s).ok()?;
-            t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_nanos() as u64)
+            t.duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_nanos() as u64)
         }
         Value::Number(n) => n.as_u64(),
         _ => None,
@@ -130,11 +149,17 @@ fn endpoint(v: &Value) -> Endpoint {
             .unwrap_or_default(),
         pod_name: str_at(v, "podName"),
         workload: v.get("workload").and_then(|w| {
-            Some(Workload { name: str_at(w, "name")?, kind: str_at(w, "kind").unwrap_or_default() })
+            Some(Workload {
+                name: str_at(w, "name")?,
+                kind: str_at(w, "kind").unwrap_or_default(),
+            })
         }),
     }
 }
 
 fn service(v: &Value) -> Option<ServiceRef> {
-    Some(ServiceRef { name: str_at(v, "name")?, namespace: str_at(v, "namespace").unwrap_or_default() })
+    Some(ServiceRef {
+        name: str_at(v, "name")?,
+        namespace: str_at(v, "namespace").unwrap_or_default(),
+    })
 }

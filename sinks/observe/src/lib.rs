@@ -35,5 +35,8 @@ pub(crate) async fn bind_with_retry(addr: std::net::SocketAddr) -> Result<tokio:
             Err(e) => return Err(ObserveError::Bind(addr, e)),
         }
     }
-    Err(ObserveError::Bind(addr, last.unwrap_or_else(|| std::io::Error::other("address in use"))))
+    Err(ObserveError::Bind(
+        addr,
+        last.unwrap_or_else(|| std::io::Error::other("address in use")),
+    ))
 }

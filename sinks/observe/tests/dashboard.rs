@@ -55,9 +55,14 @@ fn dashboard_queries_name_what_the_exporter_emits() {
     let known_labels: BTreeSet<&str> = LABEL_NAMES.iter().copied().chain(["le"]).collect();
     let (mut prom_queries, mut es_queries) = (0, 0);
     for p in panels(&d) {
-        let Some(targets) = p["targets"].as_array() else { continue };
+        let Some(targets) = p["targets"].as_array() else {
+            continue;
+        };
         for t in targets {
-            let ds = t["datasource"]["uid"].as_str().or(p["datasource"]["uid"].as_str()).unwrap_or("");
+            let ds = t["datasource"]["uid"]
+                .as_str()
+                .or(p["datasource"]["uid"].as_str())
+                .unwrap_or("");
             match ds {
                 "${DS_PROMETHEUS}" => {
                     let expr = t["expr"].as_str().expect("prometheus target has expr");
@@ -65,7 +70,11 @@ fn dashboard_queries_name_what_the_exporter_emits() {
                     let names: Vec<&str> = metric_re.find_iter(expr).map(|m| m.as_str()).collect();
                     assert!(!names.is_empty(), "query names a perisco metric: {expr}");
                     for n in names {
-                        assert!(emitted.contains(n), "{n} (in {:?}) is not emitted; emitted: {emitted:?}", p["title"]);
+                        assert!(
+                            emitted.contains(n),
+                            "{n} (in {:?}) is not emitted; emitted: {emitted:?}",
+                            p["title"]
+                        );
                     }
                     for c in label_re.captures_iter(expr) {
                         let labels = c.get(1).or(c.get(2)).unwrap().as_str();
@@ -79,14 +88,22 @@ fn dashboard_queries_name_what_the_exporter_emits() {
                     // Fields exist in the record JSON (DESIGN.md contract).
                     let record = serde_json::to_value(common::record(0, &common::Spec::default())).unwrap();
                     let mut fields = vec![t["timeField"].as_str().unwrap()];
-                    for a in t["metrics"].as_array().unwrap().iter().chain(t["bucketAggs"].as_array().unwrap()) {
+                    for a in t["metrics"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .chain(t["bucketAggs"].as_array().unwrap())
+                    {
                         if let Some(f) = a["field"].as_str() {
                             fields.push(f);
                         }
                     }
                     for f in fields {
                         let ptr = format!("/{}", f.replace('.', "/"));
-                        assert!(record.pointer(&ptr).is_some(), "ES field {f} is not in the record shape");
+                        assert!(
+                            record.pointer(&ptr).is_some(),
+                            "ES field {f} is not in the record shape"
+                        );
                     }
                 }
                 other => panic!("panel {:?} uses datasource {other:?}, not a variable", p["title"]),
@@ -97,6 +114,9 @@ fn dashboard_queries_name_what_the_exporter_emits() {
     assert_eq!(es_queries, 1, "top slow paths from Elasticsearch");
     let titles: Vec<&str> = panels(&d).iter().filter_map(|p| p["title"].as_str()).collect();
     for want in ["Requests/s", "Error ratio", "p50", "p90", "p99", "slow paths"] {
-        assert!(titles.iter().any(|t| t.contains(want)), "a panel for {want}: {titles:?}");
+        assert!(
+            titles.iter().any(|t| t.contains(want)),
+            "a panel for {want}: {titles:?}"
+        );
     }
 }

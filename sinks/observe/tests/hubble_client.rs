@@ -47,8 +47,17 @@ async fn ring_keeps_max_flows_and_slow_followers_get_lost_events() {
     let port = free_port();
     let (tx, sink) = start_sink(&config(port, 4));
     assert!(wait_for_port(addr(port), Duration::from_secs(10)));
-    let mut client = ObserverClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
-    let mut stream = client.get_flows(GetFlowsRequest { follow: true, ..Default::default() }).await.unwrap().into_inner();
+    let mut client = ObserverClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let mut stream = client
+        .get_flows(GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
 
     // Far more than the follower's buffer, the server task's queue and the HTTP/2
     // windows can hold while nobody reads.
@@ -60,7 +69,11 @@ async fn ring_keeps_max_flows_and_slow_followers_get_lost_events() {
     // Wait until the ring has seen everything, then read.
     let mut status = client.clone();
     loop {
-        let s = status.server_status(perisco_observe::proto::observer::ServerStatusRequest {}).await.unwrap().into_inner();
+        let s = status
+            .server_status(perisco_observe::proto::observer::ServerStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         if s.seen_flows == total {
             assert_eq!(s.num_flows, 16, "the ring keeps max_flows");
             assert_eq!(s.max_flows, 16);

@@ -39,17 +39,56 @@ fn sample() -> Vec<Record> {
     };
     vec![
         record(0, &Spec::default()),
-        record(1, &Spec { method: "POST", url: "/books", code: Some(201), latency_us: Some(5_000), ..Spec::default() }),
-        record(2, &Spec { url: "/books/42", code: Some(404), latency_us: Some(2_000), ..Spec::default() }),
-        record(3, &Spec { code: Some(503), latency_us: Some(40_000), ..Spec::default() }),
+        record(
+            1,
+            &Spec {
+                method: "POST",
+                url: "/books",
+                code: Some(201),
+                latency_us: Some(5_000),
+                ..Spec::default()
+            },
+        ),
+        record(
+            2,
+            &Spec {
+                url: "/books/42",
+                code: Some(404),
+                latency_us: Some(2_000),
+                ..Spec::default()
+            },
+        ),
+        record(
+            3,
+            &Spec {
+                code: Some(503),
+                latency_us: Some(40_000),
+                ..Spec::default()
+            },
+        ),
         record(4, &reports),
-        record(5, &Spec { url: "/slow", code: None, latency_us: None, ..Spec::default() }),
+        record(
+            5,
+            &Spec {
+                url: "/slow",
+                code: None,
+                latency_us: None,
+                ..Spec::default()
+            },
+        ),
     ]
 }
 
 fn grpcurl_cmd(port: u16, method: &str, data: &str) -> Command {
     let mut c = Command::new("grpcurl");
-    c.args(["-plaintext", "-emit-defaults", "-d", data, &format!("127.0.0.1:{port}"), method]);
+    c.args([
+        "-plaintext",
+        "-emit-defaults",
+        "-d",
+        data,
+        &format!("127.0.0.1:{port}"),
+        method,
+    ]);
     c
 }
 
@@ -57,12 +96,22 @@ fn grpcurl_cmd(port: u16, method: &str, data: &str) -> Command {
 fn grpcurl(port: u16, method: &str, data: &str) -> Vec<Value> {
     let out = grpcurl_cmd(port, method, data).output().expect("run grpcurl");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "grpcurl {method} {data} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    serde_json::Deserializer::from_str(&stdout).into_iter::<Value>().map(|v| v.expect("grpcurl JSON")).collect()
+    assert!(
+        out.status.success(),
+        "grpcurl {method} {data} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::Deserializer::from_str(&stdout)
+        .into_iter::<Value>()
+        .map(|v| v.expect("grpcurl JSON"))
+        .collect()
 }
 
 fn flows(port: u16, data: &str) -> Vec<Value> {
-    grpcurl(port, "observer.Observer/GetFlows", data).into_iter().map(|r| r["flow"].clone()).collect()
+    grpcurl(port, "observer.Observer/GetFlows", data)
+        .into_iter()
+        .map(|r| r["flow"].clone())
+        .collect()
 }
 
 fn ts_ns(v: &Value) -> u64 {
@@ -73,7 +122,12 @@ fn ts_ns(v: &Value) -> u64 {
 fn assert_endpoint(f: &Value, e: &perisco_engine::record::Endpoint) {
     assert_eq!(f["namespace"], e.namespace.as_deref().unwrap_or(""));
     assert_eq!(f["podName"], e.pod_name.as_deref().unwrap_or(""));
-    let labels: Vec<&str> = f["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let labels: Vec<&str> = f["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
     assert_eq!(labels, e.labels);
     let w = e.workload.as_ref().unwrap();
     assert_eq!(f["workloads"][0]["name"], w.name.as_str());
@@ -114,22 +168,40 @@ fn assert_flow_is(f: &Value, r: &Record) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| (h["key"].as_str().unwrap().to_owned(), h["value"].as_str().unwrap().to_owned()))
+        .map(|h| {
+            (
+                h["key"].as_str().unwrap().to_owned(),
+                h["value"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
-    let want: Vec<(String, String)> =
-        req.headers.iter().chain(resp.iter().flat_map(|s| &s.headers)).map(|h| (h.key.clone(), h.value.clone())).collect();
+    let want: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .chain(resp.iter().flat_map(|s| &s.headers))
+        .map(|h| (h.key.clone(), h.value.clone()))
+        .collect();
     assert_eq!(headers, want);
     for reason in &r.incomplete {
-        assert!(f["Summary"].as_str().unwrap().contains(&**reason), "summary names {reason}: {f}");
+        assert!(
+            f["Summary"].as_str().unwrap().contains(&**reason),
+            "summary names {reason}: {f}"
+        );
     }
 }
 
 fn urls(flows: &[Value]) -> Vec<String> {
-    flows.iter().map(|f| f["l7"]["http"]["url"].as_str().unwrap().to_owned()).collect()
+    flows
+        .iter()
+        .map(|f| f["l7"]["http"]["url"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn codes(flows: &[Value]) -> Vec<u64> {
-    flows.iter().map(|f| f["l7"]["http"]["code"].as_u64().unwrap()).collect()
+    flows
+        .iter()
+        .map(|f| f["l7"]["http"]["code"].as_u64().unwrap())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +217,10 @@ async fn grpcurl_reads_flows_status_and_filters() {
 
     let all = tokio::task::spawn_blocking(move || {
         // Reflection lists the services a Hubble client expects.
-        let out = Command::new("grpcurl").args(["-plaintext", &format!("127.0.0.1:{port}"), "list"]).output().unwrap();
+        let out = Command::new("grpcurl")
+            .args(["-plaintext", &format!("127.0.0.1:{port}"), "list"])
+            .output()
+            .unwrap();
         let list = String::from_utf8_lossy(&out.stdout).to_string();
         for svc in ["observer.Observer", "peer.Peer"] {
             assert!(list.lines().any(|l| l == svc), "{svc} in {list}");
@@ -175,37 +250,78 @@ async fn grpcurl_reads_flows_status_and_filters() {
         let q = |data: &str| flows(port, data);
         // Status code prefixes.
         assert_eq!(codes(&q(r#"{"whitelist":[{"http_status_code":["5+"]}]}"#)), [503, 500]);
-        assert_eq!(codes(&q(r#"{"whitelist":[{"http_status_code":["404","201"]}]}"#)), [201, 404]);
+        assert_eq!(
+            codes(&q(r#"{"whitelist":[{"http_status_code":["404","201"]}]}"#)),
+            [201, 404]
+        );
         // Blacklist: everything that is not a 2xx.
-        assert_eq!(codes(&q(r#"{"blacklist":[{"http_status_code":["2+"]}]}"#)), [404, 503, 500, 0]);
+        assert_eq!(
+            codes(&q(r#"{"blacklist":[{"http_status_code":["2+"]}]}"#)),
+            [404, 503, 500, 0]
+        );
         // Pods ("namespace/" prefix semantics), services, labels, workloads.
         assert_eq!(q(r#"{"whitelist":[{"destination_pod":["ops/"]}]}"#).len(), 1);
         assert_eq!(q(r#"{"whitelist":[{"destination_pod":["shop/books-"]}]}"#).len(), 5);
-        assert_eq!(q(r#"{"whitelist":[{"source_pod":["web"]}]}"#).len(), 0, "no namespace means default");
+        assert_eq!(
+            q(r#"{"whitelist":[{"source_pod":["web"]}]}"#).len(),
+            0,
+            "no namespace means default"
+        );
         assert_eq!(q(r#"{"whitelist":[{"destination_service":["ops/reports"]}]}"#).len(), 1);
         assert_eq!(q(r#"{"whitelist":[{"source_label":["app=cron"]}]}"#).len(), 1);
-        assert_eq!(q(r#"{"whitelist":[{"destination_label":["app in (books,reports),tier=demo"]}]}"#).len(), 6);
-        assert_eq!(q(r#"{"whitelist":[{"destination_workload":[{"name":"reports"}]}]}"#).len(), 1);
+        assert_eq!(
+            q(r#"{"whitelist":[{"destination_label":["app in (books,reports),tier=demo"]}]}"#).len(),
+            6
+        );
+        assert_eq!(
+            q(r#"{"whitelist":[{"destination_workload":[{"name":"reports"}]}]}"#).len(),
+            1
+        );
         // IPs and CIDRs, ports.
         assert_eq!(q(r#"{"whitelist":[{"destination_ip":["10.245.0.0/16"]}]}"#).len(), 1);
         assert_eq!(q(r#"{"whitelist":[{"source_ip":["10.244.1.186"]}]}"#).len(), 5);
         assert_eq!(q(r#"{"whitelist":[{"destination_port":["8080"]}]}"#).len(), 1);
         // Method and path regex; several fields in one filter all have to match.
         assert_eq!(urls(&q(r#"{"whitelist":[{"http_method":["post"]}]}"#)), ["/books"]);
-        assert_eq!(urls(&q(r#"{"whitelist":[{"http_path":["^/books/[0-9]+$"]}]}"#)), ["/books/42"]);
-        assert_eq!(q(r#"{"whitelist":[{"http_path":["^/books"],"http_status_code":["5+"]}]}"#).len(), 1);
+        assert_eq!(
+            urls(&q(r#"{"whitelist":[{"http_path":["^/books/[0-9]+$"]}]}"#)),
+            ["/books/42"]
+        );
+        assert_eq!(
+            q(r#"{"whitelist":[{"http_path":["^/books"],"http_status_code":["5+"]}]}"#).len(),
+            1
+        );
         // Two whitelist filters: either may match.
-        assert_eq!(q(r#"{"whitelist":[{"http_method":["POST"]},{"destination_pod":["ops/"]}]}"#).len(), 2);
+        assert_eq!(
+            q(r#"{"whitelist":[{"http_method":["POST"]},{"destination_pod":["ops/"]}]}"#).len(),
+            2
+        );
         // Filters on things perisco never knows match nothing.
         assert_eq!(q(r#"{"whitelist":[{"dns_query":[".*"]}]}"#).len(), 0);
         // number / first / since / until.
         assert_eq!(urls(&q(r#"{"number":2}"#)), ["/reports/daily", "/slow"]);
-        assert_eq!(urls(&q(r#"{"number":2,"first":true}"#)), ["/books.json?order=title", "/books"]);
-        assert_eq!(q(r#"{"since":"2023-11-14T22:13:20.002Z","until":"2023-11-14T22:13:20.004Z"}"#).len(), 3);
+        assert_eq!(
+            urls(&q(r#"{"number":2,"first":true}"#)),
+            ["/books.json?order=title", "/books"]
+        );
+        assert_eq!(
+            q(r#"{"since":"2023-11-14T22:13:20.002Z","until":"2023-11-14T22:13:20.004Z"}"#).len(),
+            3
+        );
         // A bad regex is the client's error, said clearly.
-        let out = grpcurl_cmd(port, "observer.Observer/GetFlows", r#"{"whitelist":[{"http_path":["("]}]}"#).output().unwrap();
+        let out = grpcurl_cmd(
+            port,
+            "observer.Observer/GetFlows",
+            r#"{"whitelist":[{"http_path":["("]}]}"#,
+        )
+        .output()
+        .unwrap();
         assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidArgument"), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("InvalidArgument"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
         let status = grpcurl(port, "observer.Observer/ServerStatus", "{}");
         assert_eq!(status[0]["numFlows"], "6");
@@ -234,7 +350,9 @@ async fn grpcurl_follow_streams_new_matching_flows() {
     tx.send(events(&records[..4])).await.unwrap();
     assert!(wait_for_port(addr(port), Duration::from_secs(10)));
     for _ in 0..100 {
-        let n = tokio::task::spawn_blocking(move || flows(port, "{}").len()).await.unwrap();
+        let n = tokio::task::spawn_blocking(move || flows(port, "{}").len())
+            .await
+            .unwrap();
         if n == 4 {
             break;
         }
@@ -242,9 +360,13 @@ async fn grpcurl_follow_streams_new_matching_flows() {
     }
 
     let mut child = ChildGuard::spawn(
-        grpcurl_cmd(port, "observer.Observer/GetFlows", r#"{"follow":true,"whitelist":[{"http_status_code":["5+"]}]}"#)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
+        grpcurl_cmd(
+            port,
+            "observer.Observer/GetFlows",
+            r#"{"follow":true,"whitelist":[{"http_status_code":["5+"]}]}"#,
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null()),
     )
     .unwrap();
     let stdout = child.0.stdout.take().unwrap();
@@ -257,14 +379,33 @@ async fn grpcurl_follow_streams_new_matching_flows() {
             }
         }
     });
-    let first = tokio::time::timeout(Duration::from_secs(30), got_rx.recv()).await.unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(30), got_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_flow_is(&first["flow"], &records[3]);
 
     // The stream is open: new flows arrive, filtered.
-    let more = vec![records[4].clone(), records[0].clone(), common::record(9, &Spec { code: Some(502), ..Spec::default() })];
+    let more = vec![
+        records[4].clone(),
+        records[0].clone(),
+        common::record(
+            9,
+            &Spec {
+                code: Some(502),
+                ..Spec::default()
+            },
+        ),
+    ];
     tx.send(events(&more)).await.unwrap();
-    let a = tokio::time::timeout(Duration::from_secs(30), got_rx.recv()).await.unwrap().unwrap();
-    let b = tokio::time::timeout(Duration::from_secs(30), got_rx.recv()).await.unwrap().unwrap();
+    let a = tokio::time::timeout(Duration::from_secs(30), got_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let b = tokio::time::timeout(Duration::from_secs(30), got_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_flow_is(&a["flow"], &more[0]);
     assert_flow_is(&b["flow"], &more[2]);
     drop(child);

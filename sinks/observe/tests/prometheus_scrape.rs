@@ -17,7 +17,8 @@ use serde_json::Value;
 
 /// One instant-vector query: label value of `by` → value.
 fn query(prom: u16, promql: &str, by: &str) -> HashMap<String, f64> {
-    let (status, body) = http_get(prom, &format!("/api/v1/query?query={}", urlencode(promql))).expect("query prometheus");
+    let (status, body) =
+        http_get(prom, &format!("/api/v1/query?query={}", urlencode(promql))).expect("query prometheus");
     assert_eq!(status, 200, "{promql}: {body}");
     let v: Value = serde_json::from_str(&body).expect("prometheus JSON");
     v["data"]["result"]
@@ -56,8 +57,15 @@ fn expected_quantile(q: f64, latencies_s: &[f64]) -> f64 {
     }
     let total = latencies_s.len() as f64;
     let rank = q * total;
-    let i = cumulative.iter().position(|c| *c as f64 >= rank).expect("inside the finite buckets");
-    let (start, below) = if i == 0 { (0.0, 0.0) } else { (DEFAULT_BUCKETS[i - 1], cumulative[i - 1] as f64) };
+    let i = cumulative
+        .iter()
+        .position(|c| *c as f64 >= rank)
+        .expect("inside the finite buckets");
+    let (start, below) = if i == 0 {
+        (0.0, 0.0)
+    } else {
+        (DEFAULT_BUCKETS[i - 1], cumulative[i - 1] as f64)
+    };
     let in_bucket = cumulative[i] as f64 - below;
     start + (DEFAULT_BUCKETS[i] - start) * ((rank - below) / in_bucket)
 }
@@ -68,12 +76,19 @@ fn close(a: f64, b: f64) -> bool {
 
 #[test]
 fn prometheus_scrapes_red_metrics_and_promql_agrees() {
-    if !require("prometheus_scrapes_red_metrics_and_promql_agrees", &[Need::Command("prometheus")]) {
+    if !require(
+        "prometheus_scrapes_red_metrics_and_promql_agrees",
+        &[Need::Command("prometheus")],
+    ) {
         return;
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let port = free_port();
-    let cfg = PrometheusExporterConfig { address: format!("127.0.0.1:{port}"), max_series: 100, buckets: None };
+    let cfg = PrometheusExporterConfig {
+        address: format!("127.0.0.1:{port}"),
+        max_series: 100,
+        buckets: None,
+    };
     let (tx, sink) = rt.block_on(async { start_sink(&cfg) });
     assert!(wait_for_port(addr(port), Duration::from_secs(10)));
 
@@ -86,7 +101,14 @@ fn prometheus_scrapes_red_metrics_and_promql_agrees() {
     };
     let books = Spec::default();
     let at = |seq: u64, spec: &Spec, code: u16, latency_us: u64| -> Record {
-        record(seq, &Spec { code: Some(code), latency_us: Some(latency_us), ..*spec })
+        record(
+            seq,
+            &Spec {
+                code: Some(code),
+                latency_us: Some(latency_us),
+                ..*spec
+            },
+        )
     };
     // The same mix twice, scraped in between: books 20 × 3 ms and 10 × 30 ms (2xx) and
     // 10 × 300 ms (503); reports 15 × 1.5 s (2xx). Every series (bucket series too) then
@@ -131,7 +153,10 @@ fn prometheus_scrapes_red_metrics_and_promql_agrees() {
             .stderr(Stdio::null()),
     )
     .unwrap();
-    assert!(wait_for_port(addr(prom_port), Duration::from_secs(30)), "prometheus did not start");
+    assert!(
+        wait_for_port(addr(prom_port), Duration::from_secs(30)),
+        "prometheus did not start"
+    );
     for _ in 0..300 {
         if http_get(prom_port, "/-/ready").is_ok_and(|(status, _)| status == 200) {
             break;
@@ -141,9 +166,17 @@ fn prometheus_scrapes_red_metrics_and_promql_agrees() {
     wait_until(prom_port, "sum(perisco_http_requests_total)", first.len() as f64);
     let second = mix(1000);
     rt.block_on(tx.send(events(&second))).unwrap();
-    wait_until(prom_port, "sum(perisco_http_requests_total)", (first.len() + second.len()) as f64);
+    wait_until(
+        prom_port,
+        "sum(perisco_http_requests_total)",
+        (first.len() + second.len()) as f64,
+    );
 
-    let rate = query(prom_port, "sum by (server_service) (rate(perisco_http_requests_total[5m]))", "server_service");
+    let rate = query(
+        prom_port,
+        "sum by (server_service) (rate(perisco_http_requests_total[5m]))",
+        "server_service",
+    );
     assert!(rate["books"] > 0.0 && rate["reports"] > 0.0, "{rate:?}");
     // Both services were scraped at the same instants: the ratio of rates is the ratio of counts.
     assert!(close(rate["books"] / rate["reports"], 40.0 / 15.0), "{rate:?}");
@@ -159,12 +192,18 @@ fn prometheus_scrapes_red_metrics_and_promql_agrees() {
     for q in [0.5, 0.9, 0.99] {
         let got = query(
             prom_port,
-            &format!("histogram_quantile({q}, sum by (le, server_service) (rate(perisco_http_request_duration_seconds_bucket[5m])))"),
+            &format!(
+                "histogram_quantile({q}, sum by (le, server_service) (rate(perisco_http_request_duration_seconds_bucket[5m])))"
+            ),
             "server_service",
         );
         let (b, r) = (expected_quantile(q, &books_lat), expected_quantile(q, &reports_lat));
         assert!(close(got["books"], b), "p{q} books: got {} want {b}", got["books"]);
-        assert!(close(got["reports"], r), "p{q} reports: got {} want {r}", got["reports"]);
+        assert!(
+            close(got["reports"], r),
+            "p{q} reports: got {} want {r}",
+            got["reports"]
+        );
     }
     // The url is never a label.
     let (_, body) = http_get(prom_port, "/api/v1/labels").unwrap();

@@ -17,23 +17,37 @@ use crate::proto::flow;
 pub const MESSAGE_TYPE_ACCESS_LOG: i32 = 129;
 
 pub fn timestamp(ns: u64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: (ns / 1_000_000_000) as i64, nanos: (ns % 1_000_000_000) as i32 }
+    prost_types::Timestamp {
+        seconds: (ns / 1_000_000_000) as i64,
+        nanos: (ns % 1_000_000_000) as i32,
+    }
 }
 
 /// Nanoseconds since the epoch of a protobuf timestamp (negative times clamp to 0).
 pub fn timestamp_ns(t: &prost_types::Timestamp) -> u64 {
     let s = u64::try_from(t.seconds).unwrap_or(0);
-    s.saturating_mul(1_000_000_000).saturating_add(u64::try_from(t.nanos).unwrap_or(0))
+    s.saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(t.nanos).unwrap_or(0))
 }
 
 pub fn flow_from_record(r: &Record, node_name: &str, uuid: String) -> flow::Flow {
     let request = r.l7.request.as_ref().map(|q| &q.http);
     let response = r.l7.response.as_ref().map(|s| &s.http);
     let mut headers: Vec<flow::HttpHeader> = Vec::new();
-    for h in request.iter().flat_map(|q| &q.headers).chain(response.iter().flat_map(|s| &s.headers)) {
-        headers.push(flow::HttpHeader { key: h.key.clone(), value: h.value.clone() });
+    for h in request
+        .iter()
+        .flat_map(|q| &q.headers)
+        .chain(response.iter().flat_map(|s| &s.headers))
+    {
+        headers.push(flow::HttpHeader {
+            key: h.key.clone(),
+            value: h.value.clone(),
+        });
     }
-    let protocol = request.map(|q| &q.protocol).or(response.map(|s| &s.protocol)).map(|p| p.to_string());
+    let protocol = request
+        .map(|q| &q.protocol)
+        .or(response.map(|s| &s.protocol))
+        .map(|p| p.to_string());
     let http = flow::Http {
         code: response.map_or(0, |s| u32::from(s.code)),
         method: request.map(|q| q.method.clone()).unwrap_or_default(),
@@ -41,7 +55,11 @@ pub fn flow_from_record(r: &Record, node_name: &str, uuid: String) -> flow::Flow
         protocol: protocol.unwrap_or_default(),
         headers,
     };
-    let l7_type = if response.is_some() { flow::L7FlowType::Response } else { flow::L7FlowType::Request };
+    let l7_type = if response.is_some() {
+        flow::L7FlowType::Response
+    } else {
+        flow::L7FlowType::Request
+    };
     let summary = summary(r, &http);
     flow::Flow {
         time: Some(timestamp(r.ts)),
@@ -71,7 +89,10 @@ pub fn flow_from_record(r: &Record, node_name: &str, uuid: String) -> flow::Flow
             latency_ns: r.l7.latency_ns.unwrap_or(0),
             record: Some(flow::layer7::Record::Http(http)),
         }),
-        event_type: Some(flow::CiliumEventType { r#type: MESSAGE_TYPE_ACCESS_LOG, sub_type: 0 }),
+        event_type: Some(flow::CiliumEventType {
+            r#type: MESSAGE_TYPE_ACCESS_LOG,
+            sub_type: 0,
+        }),
         source_service: r.client_service.as_ref().map(service),
         destination_service: r.server_service.as_ref().map(service),
         traffic_direction: flow::TrafficDirection::Ingress as i32,
@@ -81,7 +102,11 @@ pub fn flow_from_record(r: &Record, node_name: &str, uuid: String) -> flow::Flow
 }
 
 fn ip_version(ip: IpAddr) -> flow::IpVersion {
-    if ip.is_ipv4() { flow::IpVersion::IPv4 } else { flow::IpVersion::IPv6 }
+    if ip.is_ipv4() {
+        flow::IpVersion::IPv4
+    } else {
+        flow::IpVersion::IPv6
+    }
 }
 
 fn endpoint(e: &Endpoint) -> flow::Endpoint {
@@ -94,13 +119,19 @@ fn endpoint(e: &Endpoint) -> flow::Endpoint {
         workloads: e
             .workload
             .iter()
-            .map(|w| flow::Workload { name: w.name.clone(), kind: w.kind.clone() })
+            .map(|w| flow::Workload {
+                name: w.name.clone(),
+                kind: w.kind.clone(),
+            })
             .collect(),
     }
 }
 
 fn service(s: &ServiceRef) -> flow::Service {
-    flow::Service { name: s.name.clone(), namespace: s.namespace.clone() }
+    flow::Service {
+        name: s.name.clone(),
+        namespace: s.namespace.clone(),
+    }
 }
 
 /// "HTTP/1.1 GET /path => 200 (12.3ms)", plus gRPC status and what is incomplete.
@@ -132,7 +163,9 @@ pub struct UuidGen {
 impl UuidGen {
     pub fn new() -> Self {
         let t = perisco_engine::record::now_ns();
-        UuidGen { seed: splitmix(t ^ u64::from(std::process::id()).rotate_left(32)) }
+        UuidGen {
+            seed: splitmix(t ^ u64::from(std::process::id()).rotate_left(32)),
+        }
     }
 
     pub fn uuid(&self, seq: u64) -> String {

@@ -20,7 +20,10 @@ pub struct FilterError {
 }
 
 fn bad(field: &'static str, message: impl Into<String>) -> FilterError {
-    FilterError { field, message: message.into() }
+    FilterError {
+        field,
+        message: message.into(),
+    }
 }
 
 /// A whitelist and a blacklist, compiled once per request.
@@ -77,10 +80,16 @@ impl IpMatch {
         if let Some((ip, len)) = s.split_once('/') {
             let ip: IpAddr = ip.parse().map_err(|e| bad(field, format!("{s:?}: {e}")))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
-            let len: u8 = len.parse().ok().filter(|l| *l <= max).ok_or_else(|| bad(field, format!("{s:?}: bad prefix")))?;
+            let len: u8 = len
+                .parse()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(|| bad(field, format!("{s:?}: bad prefix")))?;
             Ok(IpMatch::Cidr(ip, len))
         } else {
-            s.parse().map(IpMatch::Exact).map_err(|e| bad(field, format!("{s:?}: {e}")))
+            s.parse()
+                .map(IpMatch::Exact)
+                .map_err(|e| bad(field, format!("{s:?}: {e}")))
         }
     }
 
@@ -89,7 +98,9 @@ impl IpMatch {
         match *self {
             IpMatch::Exact(want) => want == ip,
             IpMatch::Cidr(net, len) => match (net, ip) {
-                (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(u128::from(u32::from(n)), u128::from(u32::from(a)), 32, len),
+                (IpAddr::V4(n), IpAddr::V4(a)) => {
+                    prefix_eq(u128::from(u32::from(n)), u128::from(u32::from(a)), 32, len)
+                }
                 (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(u128::from(n), u128::from(a), 128, len),
                 _ => false,
             },
@@ -200,7 +211,13 @@ fn split_set_op<'a>(p: &'a str, op: &str) -> Option<(&'a str, &'a str)> {
 
 fn set_values(s: &str) -> Option<Vec<String>> {
     let inner = s.strip_prefix('(')?.strip_suffix(')')?;
-    Some(inner.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect())
+    Some(
+        inner
+            .split(',')
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect(),
+    )
 }
 
 /// "200" matches exactly; "5+" / "40+" match codes starting with the digits.
@@ -213,9 +230,16 @@ impl StatusMatch {
     fn parse(s: &str) -> Result<Self, FilterError> {
         let digits = s.strip_suffix('+').unwrap_or(s);
         if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad("http_status_code", format!("{s:?}: expected e.g. \"404\" or \"5+\"")));
+            return Err(bad(
+                "http_status_code",
+                format!("{s:?}: expected e.g. \"404\" or \"5+\""),
+            ));
         }
-        Ok(if s.ends_with('+') { StatusMatch::Prefix(digits.into()) } else { StatusMatch::Exact(digits.into()) })
+        Ok(if s.ends_with('+') {
+            StatusMatch::Prefix(digits.into())
+        } else {
+            StatusMatch::Exact(digits.into())
+        })
     }
 
     fn matches(&self, code: u32) -> bool {
@@ -239,11 +263,25 @@ fn glob(field: &'static str, pattern: &str) -> Result<Regex, FilterError> {
 }
 
 fn ports(field: &'static str, v: &[String]) -> Result<Vec<u32>, FilterError> {
-    v.iter().map(|p| p.trim().parse::<u16>().map(u32::from).map_err(|_| bad(field, format!("{p:?} is not a port")))).collect()
+    v.iter()
+        .map(|p| {
+            p.trim()
+                .parse::<u16>()
+                .map(u32::from)
+                .map_err(|_| bad(field, format!("{p:?} is not a port")))
+        })
+        .collect()
 }
 
 fn endpoint_of(e: Option<&flow::Endpoint>) -> (&str, &str, &[String], &[flow::Workload]) {
-    e.map_or(("", "", &[][..], &[][..]), |e| (e.namespace.as_str(), e.pod_name.as_str(), &e.labels[..], &e.workloads[..]))
+    e.map_or(("", "", &[][..], &[][..]), |e| {
+        (
+            e.namespace.as_str(),
+            e.pod_name.as_str(),
+            &e.labels[..],
+            &e.workloads[..],
+        )
+    })
 }
 
 /// One side's criteria.
@@ -280,10 +318,22 @@ impl Side {
         names: [&'static str; 5],
     ) -> Result<Self, FilterError> {
         Ok(Side {
-            ips: ip.iter().map(|s| IpMatch::parse(names[0], s)).collect::<Result<_, _>>()?,
-            pods: pod.iter().map(|s| NamespacedPrefix::parse(names[1], s)).collect::<Result<_, _>>()?,
-            labels: label.iter().map(|s| LabelSelector::parse(names[2], s)).collect::<Result<_, _>>()?,
-            services: service.iter().map(|s| NamespacedPrefix::parse(names[3], s)).collect::<Result<_, _>>()?,
+            ips: ip
+                .iter()
+                .map(|s| IpMatch::parse(names[0], s))
+                .collect::<Result<_, _>>()?,
+            pods: pod
+                .iter()
+                .map(|s| NamespacedPrefix::parse(names[1], s))
+                .collect::<Result<_, _>>()?,
+            labels: label
+                .iter()
+                .map(|s| LabelSelector::parse(names[2], s))
+                .collect::<Result<_, _>>()?,
+            services: service
+                .iter()
+                .map(|s| NamespacedPrefix::parse(names[3], s))
+                .collect::<Result<_, _>>()?,
             workloads: workload.to_vec(),
             ports: ports(names[4], port)?,
             fqdn: !fqdn.is_empty(),
@@ -297,10 +347,13 @@ impl Side {
             && (self.pods.is_empty() || self.pods.iter().any(|m| m.matches(ns, pod)))
             && (self.labels.is_empty() || self.labels.iter().any(|m| m.matches(labels)))
             && (self.services.is_empty()
-                || s.service.is_some_and(|svc| self.services.iter().any(|m| m.matches(&svc.namespace, &svc.name))))
+                || s.service
+                    .is_some_and(|svc| self.services.iter().any(|m| m.matches(&svc.namespace, &svc.name))))
             && (self.workloads.is_empty()
                 || self.workloads.iter().any(|w| {
-                    workloads.iter().any(|x| (w.name.is_empty() || w.name == x.name) && (w.kind.is_empty() || w.kind == x.kind))
+                    workloads
+                        .iter()
+                        .any(|x| (w.name.is_empty() || w.name == x.name) && (w.kind.is_empty() || w.kind == x.kind))
                 }))
             && (self.ports.is_empty() || self.ports.contains(&s.port))
             && !self.fqdn
@@ -339,7 +392,13 @@ impl Compiled {
                 &f.source_port,
                 &f.source_fqdn,
                 &f.source_identity,
-                ["source_ip", "source_pod", "source_label", "source_service", "source_port"],
+                [
+                    "source_ip",
+                    "source_pod",
+                    "source_label",
+                    "source_service",
+                    "source_port",
+                ],
             )?,
             destination: Side::new(
                 &f.destination_ip,
@@ -350,17 +409,35 @@ impl Compiled {
                 &f.destination_port,
                 &f.destination_fqdn,
                 &f.destination_identity,
-                ["destination_ip", "destination_pod", "destination_label", "destination_service", "destination_port"],
+                [
+                    "destination_ip",
+                    "destination_pod",
+                    "destination_label",
+                    "destination_service",
+                    "destination_port",
+                ],
             )?,
             traffic_direction: f.traffic_direction.clone(),
             verdict: f.verdict.clone(),
             event_type: f.event_type.clone(),
-            status: f.http_status_code.iter().map(|s| StatusMatch::parse(s)).collect::<Result<_, _>>()?,
+            status: f
+                .http_status_code
+                .iter()
+                .map(|s| StatusMatch::parse(s))
+                .collect::<Result<_, _>>()?,
             protocol: f.protocol.iter().map(|p| p.to_ascii_lowercase()).collect(),
             reply: f.reply.clone(),
             methods: f.http_method.iter().map(|m| m.to_ascii_uppercase()).collect(),
-            paths: f.http_path.iter().map(|p| Regex::new(p).map_err(|e| bad("http_path", e.to_string()))).collect::<Result<_, _>>()?,
-            node_names: f.node_name.iter().map(|p| glob("node_name", p)).collect::<Result<_, _>>()?,
+            paths: f
+                .http_path
+                .iter()
+                .map(|p| Regex::new(p).map_err(|e| bad("http_path", e.to_string())))
+                .collect::<Result<_, _>>()?,
+            node_names: f
+                .node_name
+                .iter()
+                .map(|p| glob("node_name", p))
+                .collect::<Result<_, _>>()?,
             ip_version: f.ip_version.clone(),
             impossible: !f.dns_query.is_empty() || !f.tcp_flags.is_empty() || !f.trace_id.is_empty(),
         })
@@ -370,7 +447,9 @@ impl Compiled {
         if self.impossible {
             return false;
         }
-        let (src_ip, dst_ip, ipv) = f.ip.as_ref().map_or(("", "", 0), |ip| (ip.source.as_str(), ip.destination.as_str(), ip.ip_version));
+        let (src_ip, dst_ip, ipv) = f.ip.as_ref().map_or(("", "", 0), |ip| {
+            (ip.source.as_str(), ip.destination.as_str(), ip.ip_version)
+        });
         let (src_port, dst_port) = match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
             Some(flow::layer4::Protocol::Tcp(t)) => (t.source_port, t.destination_port),
             Some(flow::layer4::Protocol::Udp(u)) => (u.source_port, u.destination_port),
@@ -380,8 +459,18 @@ impl Compiled {
             Some(flow::layer7::Record::Http(h)) => Some(h),
             None => None,
         };
-        let src = SideRef { ip: src_ip, endpoint: f.source.as_ref(), service: f.source_service.as_ref(), port: src_port };
-        let dst = SideRef { ip: dst_ip, endpoint: f.destination.as_ref(), service: f.destination_service.as_ref(), port: dst_port };
+        let src = SideRef {
+            ip: src_ip,
+            endpoint: f.source.as_ref(),
+            service: f.source_service.as_ref(),
+            port: src_port,
+        };
+        let dst = SideRef {
+            ip: dst_ip,
+            endpoint: f.destination.as_ref(),
+            service: f.destination_service.as_ref(),
+            port: dst_port,
+        };
         let event_type = f.event_type.as_ref().map_or((0, 0), |e| (e.r#type, e.sub_type));
         (self.uuid.is_empty() || self.uuid.contains(&f.uuid))
             && self.source.matches(&src)
@@ -389,12 +478,17 @@ impl Compiled {
             && (self.traffic_direction.is_empty() || self.traffic_direction.contains(&f.traffic_direction))
             && (self.verdict.is_empty() || self.verdict.contains(&f.verdict))
             && (self.event_type.is_empty()
-                || self.event_type.iter().any(|e| e.r#type == event_type.0 && (!e.match_sub_type || e.sub_type == event_type.1)))
+                || self
+                    .event_type
+                    .iter()
+                    .any(|e| e.r#type == event_type.0 && (!e.match_sub_type || e.sub_type == event_type.1)))
             && (self.status.is_empty() || http.is_some_and(|h| self.status.iter().any(|s| s.matches(h.code))))
             && (self.protocol.is_empty() || self.protocol.iter().any(|p| protocol_matches(p, f, http.is_some())))
             && (self.reply.is_empty() || f.is_reply.is_some_and(|r| self.reply.contains(&r)))
-            && (self.methods.is_empty() || http.is_some_and(|h| self.methods.iter().any(|m| h.method.eq_ignore_ascii_case(m))))
-            && (self.paths.is_empty() || http.is_some_and(|h| self.paths.iter().any(|re| re.is_match(url_path(&h.url)))))
+            && (self.methods.is_empty()
+                || http.is_some_and(|h| self.methods.iter().any(|m| h.method.eq_ignore_ascii_case(m))))
+            && (self.paths.is_empty()
+                || http.is_some_and(|h| self.paths.iter().any(|re| re.is_match(url_path(&h.url)))))
             && (self.node_names.is_empty() || self.node_names.iter().any(|re| re.is_match(&f.node_name)))
             && (self.ip_version.is_empty() || self.ip_version.contains(&ipv))
     }
@@ -403,15 +497,23 @@ impl Compiled {
 fn protocol_matches(p: &str, f: &Flow, is_http: bool) -> bool {
     match p {
         "http" => is_http,
-        "tcp" => matches!(f.l4.as_ref().and_then(|l| l.protocol.as_ref()), Some(flow::layer4::Protocol::Tcp(_))),
-        "udp" => matches!(f.l4.as_ref().and_then(|l| l.protocol.as_ref()), Some(flow::layer4::Protocol::Udp(_))),
+        "tcp" => matches!(
+            f.l4.as_ref().and_then(|l| l.protocol.as_ref()),
+            Some(flow::layer4::Protocol::Tcp(_))
+        ),
+        "udp" => matches!(
+            f.l4.as_ref().and_then(|l| l.protocol.as_ref()),
+            Some(flow::layer4::Protocol::Udp(_))
+        ),
         _ => false,
     }
 }
 
 /// The path of a request target: "/a/b?x=1" → "/a/b"; absolute-form URLs lose scheme and host.
 fn url_path(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r.find('/').map_or("/", |i| &r[i..]));
+    let rest = url
+        .split_once("://")
+        .map_or(url, |(_, r)| r.find('/').map_or("/", |i| &r[i..]));
     rest.split(['?', '#']).next().unwrap_or(rest)
 }
 

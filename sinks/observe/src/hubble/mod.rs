@@ -84,10 +84,16 @@ impl ComponentConfig for HubbleConfig {
             errs.push(ValueError::at("max_flows", format!("must be between 1 and {MAX_RING}")));
         }
         if self.follow_buffer == 0 || self.follow_buffer > MAX_RING {
-            errs.push(ValueError::at("follow_buffer", format!("must be between 1 and {MAX_RING}")));
+            errs.push(ValueError::at(
+                "follow_buffer",
+                format!("must be between 1 and {MAX_RING}"),
+            ));
         }
         if self.node_name.as_deref() == Some("") {
-            errs.push(ValueError::at("node_name", "must not be empty (leave it out for the default)"));
+            errs.push(ValueError::at(
+                "node_name",
+                "must not be empty (leave it out for the default)",
+            ));
         }
         errs
     }
@@ -99,8 +105,10 @@ impl SinkConfig for HubbleConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BoxError> {
-        let address: SocketAddr =
-            self.address.parse().map_err(|e| ObserveError::Address(self.address.clone(), e))?;
+        let address: SocketAddr = self
+            .address
+            .parse()
+            .map_err(|e| ObserveError::Address(self.address.clone(), e))?;
         let node_name = self.node_name.clone().unwrap_or_else(default_node_name);
         let labels = [("component_id", &*cx.id)];
         Ok(Box::new(HubbleSink {
@@ -210,7 +218,10 @@ fn serve(
         .add_service(PeerServer::new(svc))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    Ok(Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-        let _ = stop.wait_for(|s| *s).await;
-    })))
+    Ok(Box::pin(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    )))
 }

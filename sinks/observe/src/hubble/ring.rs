@@ -28,7 +28,12 @@ impl Ring {
     /// told so with a LostEvent).
     pub fn new(capacity: usize, follow_buffer: usize) -> Self {
         let (live, _) = broadcast::channel(follow_buffer.max(1));
-        Ring { flows: Mutex::new(VecDeque::with_capacity(capacity)), capacity: capacity.max(1), seen: AtomicU64::new(0), live }
+        Ring {
+            flows: Mutex::new(VecDeque::with_capacity(capacity)),
+            capacity: capacity.max(1),
+            seen: AtomicU64::new(0),
+            live,
+        }
     }
 
     /// Append flows in order, evicting the oldest beyond capacity.
@@ -54,7 +59,12 @@ impl Ring {
     }
 
     pub fn snapshot(&self) -> Vec<Arc<Entry>> {
-        self.flows.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+        self.flows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -80,7 +90,10 @@ mod tests {
     use super::*;
 
     fn flow(uuid: &str) -> Flow {
-        Flow { uuid: uuid.into(), ..Default::default() }
+        Flow {
+            uuid: uuid.into(),
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -55,7 +55,8 @@ impl Selection {
         if req.first && req.follow {
             return Err(Status::invalid_argument("`first` cannot be combined with `follow`"));
         }
-        let filters = Filters::new(&req.whitelist, &req.blacklist).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let filters =
+            Filters::new(&req.whitelist, &req.blacklist).map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Selection {
             filters,
             number: req.number,
@@ -82,7 +83,12 @@ impl Selection {
             (0, _) => matching.collect(),
             (n, true) => matching.take(n as usize).collect(),
             (n, false) => {
-                let mut last: Vec<_> = snapshot.iter().rev().filter(|e| self.keep(&e.flow)).take(n as usize).collect();
+                let mut last: Vec<_> = snapshot
+                    .iter()
+                    .rev()
+                    .filter(|e| self.keep(&e.flow))
+                    .take(n as usize)
+                    .collect();
                 last.reverse();
                 last
             }
@@ -93,8 +99,16 @@ impl Selection {
 impl HubbleService {
     fn response(&self, r: ResponseTypes, node_name: String, time: Option<prost_types::Timestamp>) -> GetFlowsResponse {
         let time = time.or_else(|| Some(timestamp(perisco_engine::record::now_ns())));
-        let node_name = if node_name.is_empty() { self.node_name.to_string() } else { node_name };
-        GetFlowsResponse { response_types: Some(r), node_name, time }
+        let node_name = if node_name.is_empty() {
+            self.node_name.to_string()
+        } else {
+            node_name
+        };
+        GetFlowsResponse {
+            response_types: Some(r),
+            node_name,
+            time,
+        }
     }
 
     fn flow_response(&self, f: &Flow) -> GetFlowsResponse {
@@ -102,7 +116,11 @@ impl HubbleService {
     }
 
     fn lost_response(&self, n: u64) -> GetFlowsResponse {
-        let lost = LostEvent { source: LostEventSource::HubbleRingBuffer as i32, num_events_lost: n, cpu: None };
+        let lost = LostEvent {
+            source: LostEventSource::HubbleRingBuffer as i32,
+            num_events_lost: n,
+            cpu: None,
+        };
         self.response(ResponseTypes::LostEvents(lost), String::new(), None)
     }
 
@@ -148,7 +166,10 @@ impl HubbleService {
                     }
                     last_seq = Some(e.seq);
                     if !sel.keep(&e.flow) {
-                        if sel.until.is_some_and(|u| e.flow.time.as_ref().map_or(0, timestamp_ns) > u) {
+                        if sel
+                            .until
+                            .is_some_and(|u| e.flow.time.as_ref().map_or(0, timestamp_ns) > u)
+                        {
                             return;
                         }
                         continue;
@@ -191,7 +212,9 @@ impl Observer for HubbleService {
     }
 
     async fn get_nodes(&self, _request: Request<GetNodesRequest>) -> Result<Response<GetNodesResponse>, Status> {
-        Ok(Response::new(GetNodesResponse { nodes: vec![self.node()] }))
+        Ok(Response::new(GetNodesResponse {
+            nodes: vec![self.node()],
+        }))
     }
 
     async fn server_status(

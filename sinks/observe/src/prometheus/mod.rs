@@ -66,7 +66,10 @@ impl ComponentConfig for PrometheusExporterConfig {
         if let Some(b) = &self.buckets {
             let ascending = b.windows(2).all(|w| w[0] < w[1]);
             if b.is_empty() || !ascending || b.iter().any(|x| !x.is_finite() || *x <= 0.0) {
-                errs.push(ValueError::at("buckets", "must be positive, finite and strictly ascending"));
+                errs.push(ValueError::at(
+                    "buckets",
+                    "must be positive, finite and strictly ascending",
+                ));
             }
         }
         errs
@@ -79,8 +82,10 @@ impl SinkConfig for PrometheusExporterConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BoxError> {
-        let address: SocketAddr =
-            self.address.parse().map_err(|e| ObserveError::Address(self.address.clone(), e))?;
+        let address: SocketAddr = self
+            .address
+            .parse()
+            .map_err(|e| ObserveError::Address(self.address.clone(), e))?;
         let bounds = self.buckets.as_deref().unwrap_or(&red::DEFAULT_BUCKETS);
         Ok(Box::new(Exporter {
             address,
@@ -103,7 +108,10 @@ struct Exporter {
 async fn metrics(State(red): State<Arc<Mutex<Red>>>) -> impl IntoResponse {
     let mut body = String::with_capacity(64 * 1024);
     red.lock().unwrap_or_else(|p| p.into_inner()).render(&mut body);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        body,
+    )
 }
 
 impl Sink for Exporter {
@@ -111,7 +119,9 @@ impl Sink for Exporter {
         Box::pin(async move {
             let listener = bind_with_retry(self.address).await?;
             let local = listener.local_addr().unwrap_or(self.address);
-            let app = Router::new().route("/metrics", get(metrics)).with_state(self.red.clone());
+            let app = Router::new()
+                .route("/metrics", get(metrics))
+                .with_state(self.red.clone());
             let (stop_tx, mut stop_rx) = watch::channel(false);
             let server = tokio::spawn(async move {
                 axum::serve(listener, app)

@@ -29,7 +29,9 @@ pub const OVERFLOW_TOTAL: &str = "perisco_http_series_overflow_total";
 pub const SERIES: &str = "perisco_http_series";
 
 /// Latency buckets in seconds: 0.5 ms (loopback, cache hits) to 10 s (slow batch calls).
-pub const DEFAULT_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const DEFAULT_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 type Labels = [Box<str>; 9];
 
@@ -49,12 +51,17 @@ pub struct Red {
     overflowed: u64,
 }
 
-const STANDARD_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+const STANDARD_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
 
 /// The label values of a record (see the module comment for the rules).
 pub fn labels_of(r: &Record) -> Labels {
     let workload = |e: &Option<perisco_engine::record::Endpoint>| {
-        e.as_ref().and_then(|e| e.workload.as_ref()).map_or("", |w| w.name.as_str()).into()
+        e.as_ref()
+            .and_then(|e| e.workload.as_ref())
+            .map_or("", |w| w.name.as_str())
+            .into()
     };
     let namespace = |e: &Option<perisco_engine::record::Endpoint>| {
         e.as_ref().and_then(|e| e.namespace.as_deref()).unwrap_or("").into()
@@ -63,17 +70,24 @@ pub fn labels_of(r: &Record) -> Labels {
     let response = r.l7.response.as_ref().map(|s| &s.http);
     // Methods are free text on the wire: only standard ones become label values.
     let method = request.map_or("", |q| {
-        STANDARD_METHODS.iter().find(|m| m.eq_ignore_ascii_case(&q.method)).copied().unwrap_or("other")
+        STANDARD_METHODS
+            .iter()
+            .find(|m| m.eq_ignore_ascii_case(&q.method))
+            .copied()
+            .unwrap_or("other")
     });
     let status_class = match response.map(|s| s.code) {
         Some(c @ 100..=599) => ["1xx", "2xx", "3xx", "4xx", "5xx"][usize::from(c / 100 - 1)],
         Some(_) => "other",
         None => "",
     };
-    let protocol = request.map(|q| &q.protocol).or(response.map(|s| &s.protocol)).map_or("", |p| match &**p {
-        "HTTP/1.0" | "HTTP/1.1" | "HTTP/2" => p,
-        _ => "other",
-    });
+    let protocol = request
+        .map(|q| &q.protocol)
+        .or(response.map(|s| &s.protocol))
+        .map_or("", |p| match &**p {
+            "HTTP/1.0" | "HTTP/1.1" | "HTTP/2" => p,
+            _ => "other",
+        });
     let grpc_status: Box<str> = match &r.l7.grpc {
         Some(g) => g.status.map_or_else(|| "unknown".into(), |s| s.to_string().into()),
         None => "".into(),
@@ -93,11 +107,22 @@ pub fn labels_of(r: &Record) -> Labels {
 
 impl Red {
     pub fn new(bounds: &[f64], max_series: usize) -> Self {
-        Red { bounds: bounds.into(), max_series, series: HashMap::new(), overflow: None, overflowed: 0 }
+        Red {
+            bounds: bounds.into(),
+            max_series,
+            series: HashMap::new(),
+            overflow: None,
+            overflowed: 0,
+        }
     }
 
     fn new_series(&self) -> Series {
-        Series { requests: 0, buckets: vec![0; self.bounds.len() + 1].into(), sum: 0.0, observed: 0 }
+        Series {
+            requests: 0,
+            buckets: vec![0; self.bounds.len() + 1].into(),
+            sum: 0.0,
+            observed: 0,
+        }
     }
 
     pub fn observe(&mut self, r: &Record) {
@@ -127,17 +152,27 @@ impl Red {
 
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self, out: &mut String) {
-        let mut all: Vec<(String, &Series)> = self.series.iter().map(|(l, s)| (label_text(l.iter().map(|v| &**v)), s)).collect();
+        let mut all: Vec<(String, &Series)> = self
+            .series
+            .iter()
+            .map(|(l, s)| (label_text(l.iter().map(|v| &**v)), s))
+            .collect();
         if let Some(s) = &self.overflow {
             all.push((label_text(std::iter::repeat_n("overflow", LABEL_NAMES.len())), s));
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
-        let _ = writeln!(out, "# HELP {REQUESTS_TOTAL} HTTP and gRPC exchanges seen, by client, server, method and status class.");
+        let _ = writeln!(
+            out,
+            "# HELP {REQUESTS_TOTAL} HTTP and gRPC exchanges seen, by client, server, method and status class."
+        );
         let _ = writeln!(out, "# TYPE {REQUESTS_TOTAL} counter");
         for (l, s) in &all {
             let _ = writeln!(out, "{REQUESTS_TOTAL}{{{l}}} {}", s.requests);
         }
-        let _ = writeln!(out, "# HELP {DURATION} Time from the first request byte to the first response byte.");
+        let _ = writeln!(
+            out,
+            "# HELP {DURATION} Time from the first request byte to the first response byte."
+        );
         let _ = writeln!(out, "# TYPE {DURATION} histogram");
         for (l, s) in &all {
             let mut cumulative = 0;
@@ -149,10 +184,16 @@ impl Red {
             let _ = writeln!(out, "{DURATION}_sum{{{l}}} {}", s.sum);
             let _ = writeln!(out, "{DURATION}_count{{{l}}} {}", s.observed);
         }
-        let _ = writeln!(out, "# HELP {OVERFLOW_TOTAL} Records folded into the overflow series because max_series was reached.");
+        let _ = writeln!(
+            out,
+            "# HELP {OVERFLOW_TOTAL} Records folded into the overflow series because max_series was reached."
+        );
         let _ = writeln!(out, "# TYPE {OVERFLOW_TOTAL} counter");
         let _ = writeln!(out, "{OVERFLOW_TOTAL} {}", self.overflowed);
-        let _ = writeln!(out, "# HELP {SERIES} Label sets currently exported (the overflow series included).");
+        let _ = writeln!(
+            out,
+            "# HELP {SERIES} Label sets currently exported (the overflow series included)."
+        );
         let _ = writeln!(out, "# TYPE {SERIES} gauge");
         let _ = writeln!(out, "{SERIES} {}", self.series_count());
     }
@@ -189,17 +230,41 @@ mod tests {
             ts: 1,
             pid: 0,
             ip: IpInfo::new("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()),
-            l4: L4 { tcp: TcpPorts { client_port: 40000, server_port: 80 } },
+            l4: L4 {
+                tcp: TcpPorts {
+                    client_port: 40000,
+                    server_port: 80,
+                },
+            },
             l7: L7 {
                 latency_ns: latency_ms.map(|m| m * 1_000_000),
-                request: Some(L7Request { http: HttpRequest { protocol: "HTTP/1.1".into(), method: method.into(), url: "/x?secret".into(), ..Default::default() } }),
-                response: code.map(|code| L7Response { http: HttpResponse { protocol: "HTTP/1.1".into(), code, ..Default::default() } }),
+                request: Some(L7Request {
+                    http: HttpRequest {
+                        protocol: "HTTP/1.1".into(),
+                        method: method.into(),
+                        url: "/x?secret".into(),
+                        ..Default::default()
+                    },
+                }),
+                response: code.map(|code| L7Response {
+                    http: HttpResponse {
+                        protocol: "HTTP/1.1".into(),
+                        code,
+                        ..Default::default()
+                    },
+                }),
                 grpc: None,
             },
             client: None,
-            server: Some(Endpoint { namespace: Some("shop".into()), ..Default::default() }),
+            server: Some(Endpoint {
+                namespace: Some("shop".into()),
+                ..Default::default()
+            }),
             client_service: None,
-            server_service: Some(ServiceRef { name: service.into(), namespace: "shop".into() }),
+            server_service: Some(ServiceRef {
+                name: service.into(),
+                namespace: "shop".into(),
+            }),
             comm: None,
             container_id: None,
             node: None,
@@ -216,10 +281,26 @@ mod tests {
         let mut out = String::new();
         red.render(&mut out);
         let ok = r#"client_workload="",client_namespace="",server_workload="",server_namespace="shop",server_service="books",method="GET",status_class="2xx",protocol="HTTP/1.1",grpc_status="""#;
-        assert!(out.contains(&format!("perisco_http_requests_total{{{ok}}} 2\n")), "{out}");
-        assert!(out.contains(&format!("perisco_http_request_duration_seconds_bucket{{{ok},le=\"0.005\"}} 1\n")), "{out}");
-        assert!(out.contains(&format!("perisco_http_request_duration_seconds_bucket{{{ok},le=\"0.05\"}} 2\n")), "{out}");
-        assert!(out.contains(&format!("perisco_http_request_duration_seconds_count{{{ok}}} 2\n")), "{out}");
+        assert!(
+            out.contains(&format!("perisco_http_requests_total{{{ok}}} 2\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "perisco_http_request_duration_seconds_bucket{{{ok},le=\"0.005\"}} 1\n"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "perisco_http_request_duration_seconds_bucket{{{ok},le=\"0.05\"}} 2\n"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("perisco_http_request_duration_seconds_count{{{ok}}} 2\n")),
+            "{out}"
+        );
         assert!(out.contains(r#"status_class="5xx""#));
         assert!(!out.contains("secret"), "the url is never a label");
     }

@@ -48,7 +48,10 @@ fn endpoint((ns, pod, workload): (&str, &str, &str)) -> Endpoint {
         namespace: Some(ns.into()),
         labels: vec![format!("app={workload}"), "tier=demo".into()],
         pod_name: Some(pod.into()),
-        workload: Some(Workload { name: workload.into(), kind: "Deployment".into() }),
+        workload: Some(Workload {
+            name: workload.into(),
+            kind: "Deployment".into(),
+        }),
     }
 }
 
@@ -58,7 +61,12 @@ pub fn record(seq: u64, s: &Spec) -> Record {
         ts: 1_700_000_000_000_000_000 + seq * 1_000_000,
         pid: 4242,
         ip: IpInfo::new(s.client_ip.parse().unwrap(), s.server_ip.parse().unwrap()),
-        l4: L4 { tcp: TcpPorts { client_port: 40_000 + seq as u16, server_port: s.server_port } },
+        l4: L4 {
+            tcp: TcpPorts {
+                client_port: 40_000 + seq as u16,
+                server_port: s.server_port,
+            },
+        },
         l7: L7 {
             latency_ns: s.latency_us.map(|us| us * 1000),
             request: Some(L7Request {
@@ -66,7 +74,10 @@ pub fn record(seq: u64, s: &Spec) -> Record {
                     protocol: "HTTP/1.1".into(),
                     method: s.method.into(),
                     url: s.url.into(),
-                    headers: vec![Header::new("Accept", "application/json"), Header::new("User-Agent", "curl/7.88.1")],
+                    headers: vec![
+                        Header::new("Accept", "application/json"),
+                        Header::new("User-Agent", "curl/7.88.1"),
+                    ],
                     ..Default::default()
                 },
             }),
@@ -82,12 +93,22 @@ pub fn record(seq: u64, s: &Spec) -> Record {
         },
         client: Some(endpoint(s.client)),
         server: Some(endpoint(s.server)),
-        client_service: Some(ServiceRef { name: s.client.2.into(), namespace: s.client.0.into() }),
-        server_service: Some(ServiceRef { name: s.service.into(), namespace: s.server.0.into() }),
+        client_service: Some(ServiceRef {
+            name: s.client.2.into(),
+            namespace: s.client.0.into(),
+        }),
+        server_service: Some(ServiceRef {
+            name: s.service.into(),
+            namespace: s.server.0.into(),
+        }),
         comm: None,
         container_id: None,
         node: Some("node-a".into()),
-        incomplete: if s.code.is_none() { vec!["response_missing".into()] } else { vec![] },
+        incomplete: if s.code.is_none() {
+            vec!["response_missing".into()]
+        } else {
+            vec![]
+        },
     }
 }
 
@@ -97,7 +118,9 @@ pub fn events(records: &[Record]) -> Vec<Event> {
 
 /// A sink built from `config` and running on its own; feed it through the sender, drop
 /// the sender to stop it.
-pub fn start_sink<C: SinkConfig>(config: &C) -> (mpsc::Sender<Vec<Event>>, tokio::task::JoinHandle<Result<(), BoxError>>) {
+pub fn start_sink<C: SinkConfig>(
+    config: &C,
+) -> (mpsc::Sender<Vec<Event>>, tokio::task::JoinHandle<Result<(), BoxError>>) {
     let registry = perisco_engine::metrics::Registry::new();
     let cx = BuildContext {
         id: "observe".into(),
@@ -111,7 +134,11 @@ pub fn start_sink<C: SinkConfig>(config: &C) -> (mpsc::Sender<Vec<Event>>, tokio
     let sink = config.build(&cx).expect("build");
     let (tx, input) = BatchReceiver::for_test(16);
     let (_reopen_tx, reopen) = tokio::sync::broadcast::channel(1);
-    let handle = tokio::spawn(sink.run(SinkContext { input, reopen, metrics: Default::default() }));
+    let handle = tokio::spawn(sink.run(SinkContext {
+        input,
+        reopen,
+        metrics: Default::default(),
+    }));
     (tx, handle)
 }
 
