@@ -381,6 +381,21 @@ pub async fn post_json(url: &str, body: &str) -> Value {
     serde_json::from_slice(&b).unwrap_or_else(|e| panic!("{url}: {e}: {}", String::from_utf8_lossy(&b)))
 }
 
+/// Something that can cut the network between a sink and its server.
+pub trait Network {
+    fn down(&mut self) -> impl std::future::Future<Output = ()>;
+    fn up(&mut self) -> impl std::future::Future<Output = ()>;
+}
+
+impl Network for TcpProxy {
+    async fn down(&mut self) {
+        self.stop().await
+    }
+    async fn up(&mut self) {
+        self.resume().await
+    }
+}
+
 /// How a fault test runs the sink through an outage.
 pub struct Outage {
     /// Events sent before the network is cut (and delivered first).
@@ -398,7 +413,13 @@ pub struct Outage {
 /// Deliver `before` events, cut the network, push the rest, check that memory stays
 /// bounded (block) or that drops are counted (drop_newest), restore the network, and wait
 /// for the sink to finish. Asserts the sink's own counters add up to every event.
-pub async fn run_through_outage(h: &Harness, sink: Box<dyn Sink>, proxy: &mut TcpProxy, events: Vec<Event>, o: Outage) {
+pub async fn run_through_outage(
+    h: &Harness,
+    sink: Box<dyn Sink>,
+    proxy: &mut impl Network,
+    events: Vec<Event>,
+    o: Outage,
+) {
     let n = events.len() as u64;
     let (tx, task) = h.start(sink, o.channel);
     let mut rest = events;
@@ -414,7 +435,7 @@ pub async fn run_through_outage(h: &Harness, sink: Box<dyn Sink>, proxy: &mut Tc
             h.delivered()
         );
     }
-    proxy.stop().await;
+    proxy.down().await;
     let (sent, mut feeder) = feed(tx, rest, o.feed_batch);
     if o.drop_newest {
         // The sink never blocks its input: the feeder finishes during the outage.
@@ -457,7 +478,7 @@ pub async fn run_through_outage(h: &Harness, sink: Box<dyn Sink>, proxy: &mut Tc
         eventually(Duration::from_secs(60), || h.retried() > 0).await,
         "no retry during the outage"
     );
-    proxy.resume().await;
+    proxy.up().await;
     if !o.drop_newest {
         tokio::time::timeout(Duration::from_secs(120), feeder)
             .await
