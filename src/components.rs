@@ -29,9 +29,9 @@ pub enum TransformKind {
 #[serde(rename_all = "snake_case")]
 pub enum SinkKind {
     File(perisco_sinks::file::FileConfig),
-    Kafka(perisco_sinks::kafka::KafkaConfig),
-    Elasticsearch(perisco_sinks::elasticsearch::ElasticsearchConfig),
-    Http(perisco_sinks::http::HttpConfig),
+    Kafka(Box<perisco_sinks::kafka::KafkaConfig>),
+    Elasticsearch(Box<perisco_sinks::elasticsearch::ElasticsearchConfig>),
+    Http(Box<perisco_sinks::http::HttpConfig>),
     // sinks: kafka, elasticsearch, http, hubble, prometheus_exporter
 }
 
