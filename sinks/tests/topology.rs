@@ -23,7 +23,7 @@ use serde_json::Value;
 #[serde(rename_all = "snake_case")]
 enum Sinks {
     File(FileConfig),
-    Http(HttpConfig),
+    Http(Box<HttpConfig>),
 }
 
 impl ComponentConfig for Sinks {

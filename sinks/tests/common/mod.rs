@@ -151,6 +151,11 @@ pub fn assert_same_records(got: &[Value], want: &[Value]) {
     }
 }
 
+/// The SIGUSR1 trigger of a sink run by the harness.
+pub type Reopen = tokio::sync::broadcast::Sender<()>;
+/// A sink's task.
+pub type SinkTask = JoinHandle<Result<(), BoxError>>;
+
 /// A build context with its own registry, to read the sink's counters.
 pub struct Harness {
     pub cx: BuildContext,
@@ -194,11 +199,7 @@ impl Harness {
         &self,
         sink: Box<dyn Sink>,
         capacity: usize,
-    ) -> (
-        mpsc::Sender<Vec<Event>>,
-        tokio::sync::broadcast::Sender<()>,
-        JoinHandle<Result<(), BoxError>>,
-    ) {
+    ) -> (mpsc::Sender<Vec<Event>>, Reopen, SinkTask) {
         let (tx, input) = BatchReceiver::for_test(capacity);
         let (reopen_tx, reopen) = tokio::sync::broadcast::channel(1);
         let metrics = self.cx.metrics.clone();
