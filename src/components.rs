@@ -32,6 +32,8 @@ pub enum SinkKind {
     Kafka(Box<perisco_sinks::kafka::KafkaConfig>),
     Elasticsearch(Box<perisco_sinks::elasticsearch::ElasticsearchConfig>),
     Http(Box<perisco_sinks::http::HttpConfig>),
+    Hubble(perisco_observe::HubbleConfig),
+    PrometheusExporter(perisco_observe::PrometheusExporterConfig),
     // sinks: kafka, elasticsearch, http, hubble, prometheus_exporter
 }
 
@@ -118,6 +120,8 @@ impl ComponentConfig for SinkKind {
             SinkKind::Kafka(c) => c.type_name(),
             SinkKind::Elasticsearch(c) => c.type_name(),
             SinkKind::Http(c) => c.type_name(),
+            SinkKind::Hubble(c) => c.type_name(),
+            SinkKind::PrometheusExporter(c) => c.type_name(),
         }
     }
     fn validate(&self) -> Vec<ValueError> {
@@ -126,6 +130,8 @@ impl ComponentConfig for SinkKind {
             SinkKind::Kafka(c) => c.validate(),
             SinkKind::Elasticsearch(c) => c.validate(),
             SinkKind::Http(c) => c.validate(),
+            SinkKind::Hubble(c) => c.validate(),
+            SinkKind::PrometheusExporter(c) => c.validate(),
         }
     }
 }
@@ -137,6 +143,8 @@ impl SinkConfig for SinkKind {
             SinkKind::Kafka(c) => c.accepts(input),
             SinkKind::Elasticsearch(c) => c.accepts(input),
             SinkKind::Http(c) => c.accepts(input),
+            SinkKind::Hubble(c) => c.accepts(input),
+            SinkKind::PrometheusExporter(c) => c.accepts(input),
         }
     }
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BoxError> {
@@ -145,6 +153,8 @@ impl SinkConfig for SinkKind {
             SinkKind::Kafka(c) => c.build(cx),
             SinkKind::Elasticsearch(c) => c.build(cx),
             SinkKind::Http(c) => c.build(cx),
+            SinkKind::Hubble(c) => c.build(cx),
+            SinkKind::PrometheusExporter(c) => c.build(cx),
         }
     }
     fn healthcheck(&self) -> Option<BoxFuture<Result<(), BoxError>>> {
@@ -153,6 +163,8 @@ impl SinkConfig for SinkKind {
             SinkKind::Kafka(c) => c.healthcheck(),
             SinkKind::Elasticsearch(c) => c.healthcheck(),
             SinkKind::Http(c) => c.healthcheck(),
+            SinkKind::Hubble(c) => c.healthcheck(),
+            SinkKind::PrometheusExporter(c) => c.healthcheck(),
         }
     }
 }
