@@ -255,7 +255,7 @@ impl SinkConfig for ElasticsearchConfig {
                 .headers(headers)
                 .send()
                 .await
-                .map_err(|e| error_chain(&e))?;
+                .map_err(|e| error_chain(&e.without_url()))?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(format!("GET {endpoint}/ answered {status}").into());
@@ -481,7 +481,7 @@ impl Bulk {
                 self.rotate();
                 Some(Outcome::Transient(format!(
                     "installing index template: {}",
-                    error_chain(&e)
+                    error_chain(&e.without_url())
                 )))
             }
         }
@@ -508,7 +508,7 @@ impl Deliver for Bulk {
             Ok(r) => r,
             Err(e) => {
                 self.rotate();
-                return transport_outcome(&e);
+                return transport_outcome(e);
             }
         };
         let status = resp.status();
@@ -516,7 +516,7 @@ impl Deliver for Bulk {
             Ok(t) => t,
             Err(e) => {
                 self.rotate();
-                return transport_outcome(&e);
+                return transport_outcome(e);
             }
         };
         if !status.is_success() {

@@ -240,7 +240,7 @@ impl Deliver for Poster {
                 let body = resp.bytes().await.unwrap_or_default();
                 status_outcome(status, &body)
             }
-            Err(e) => transport_outcome(&e),
+            Err(e) => transport_outcome(e),
         }
     }
 }

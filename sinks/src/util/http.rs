@@ -89,6 +89,10 @@ pub fn build_client(
 /// Check a URL from the config (scheme http/https, has a host).
 pub fn check_url(key: &str, url: &str, errors: &mut Vec<ValueError>) {
     match reqwest::Url::parse(url) {
+        Ok(u) if u.password().is_some() => errors.push(ValueError::at(
+            key,
+            "credentials in the URL would end up in logs: use `auth`",
+        )),
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
         Ok(u) => errors.push(ValueError::at(
             key,
@@ -107,11 +111,13 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
 }
 
 /// A transport error: everything but a request we could not even build is transient.
-pub fn transport_outcome(e: &reqwest::Error) -> Outcome {
+/// The URL is left out of the message (it may carry a token in its query).
+pub fn transport_outcome(e: reqwest::Error) -> Outcome {
+    let e = e.without_url();
     if e.is_builder() {
-        Outcome::Permanent(format!("cannot build the request: {e}"))
+        Outcome::Permanent(format!("cannot build the request: {}", error_chain(&e)))
     } else {
-        Outcome::Transient(format!("request failed: {}", error_chain(e)))
+        Outcome::Transient(format!("request failed: {}", error_chain(&e)))
     }
 }
 
@@ -191,6 +197,16 @@ mod tests {
         assert!(!format!("{:?}", Auth::Bearer { token: "tok123".into() }).contains("tok123"));
         assert_eq!(a.header().unwrap().to_str().unwrap(), "Basic ZWxhc3RpYzpodW50ZXIy");
         assert!(a.header().unwrap().is_sensitive());
+    }
+
+    #[test]
+    fn urls_with_passwords_are_refused() {
+        let mut errors = Vec::new();
+        check_url("uri", "https://user:secret@collector/", &mut errors);
+        assert_eq!(errors.len(), 1);
+        assert!(!errors[0].message.contains("secret"));
+        check_url("uri", "https://collector:8443/ingest", &mut errors);
+        assert_eq!(errors.len(), 1);
     }
 
     #[test]
