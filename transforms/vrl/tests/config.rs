@@ -208,7 +208,7 @@ fn load_in(dir: &std::path::Path, text: &str) -> Config<VrlComponents> {
 }
 
 #[test]
-fn remap_field_reaches_the_sink_and_filter_drops_in_a_running_pipeline() {
+fn remap_field_reaches_the_file_sink_and_filter_drops_in_a_running_pipeline() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("enrich.vrl"),
@@ -231,7 +231,7 @@ inputs = ["errors"]
 file = "enrich.vrl"
 
 [sinks.out]
-type = "jsonl"
+type = "file"
 inputs = ["t"]
 path = "out.jsonl"
 "#;

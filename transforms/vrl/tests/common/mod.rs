@@ -1,5 +1,6 @@
 //! Shared by the integration tests: the sample records and a tiny component set
-//! (`records` source, `filter` / `remap`, `jsonl` sink) to run real pipelines.
+//! (`records` source, `filter` / `remap`, the real `file` sink and a minimal `jsonl` one)
+//! to run real pipelines.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -34,6 +35,8 @@ pub fn json_of(e: &Event) -> serde_json::Value {
 #[serde(rename_all = "snake_case")]
 pub enum TestSource {
     Records(RecordsConfig),
+    /// The real pcap source (fixtures/*.pcapng).
+    Pcap(perisco_pcap::PcapConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -41,12 +44,17 @@ pub enum TestSource {
 pub enum TestTransform {
     Filter(FilterConfig),
     Remap(RemapConfig),
+    /// The real parse and match transforms, to make records from captures.
+    Parse(perisco_l7::ParseConfig),
+    Match(perisco_l7::MatchConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TestSink {
     Jsonl(JsonlConfig),
+    /// The real file sink of the binary.
+    File(perisco_sinks::file::FileConfig),
 }
 
 pub struct VrlComponents;
@@ -76,16 +84,31 @@ pub struct JsonlConfig {
 
 impl ComponentConfig for TestSource {
     fn type_name(&self) -> &'static str {
-        "records"
+        match self {
+            TestSource::Records(_) => "records",
+            TestSource::Pcap(c) => c.type_name(),
+        }
+    }
+    fn validate(&self) -> Vec<ValueError> {
+        match self {
+            TestSource::Records(_) => Vec::new(),
+            TestSource::Pcap(c) => c.validate(),
+        }
     }
 }
 
 impl SourceConfig for TestSource {
     fn output(&self) -> DataType {
-        DataType::Record
+        match self {
+            TestSource::Records(_) => DataType::Record,
+            TestSource::Pcap(c) => c.output(),
+        }
     }
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BoxError> {
-        let TestSource::Records(c) = self;
+        let c = match self {
+            TestSource::Records(c) => c,
+            TestSource::Pcap(c) => return c.build(cx),
+        };
         let text = std::fs::read_to_string(cx.resolve_path(&c.path))?;
         let mut batch = Vec::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -118,12 +141,16 @@ impl ComponentConfig for TestTransform {
         match self {
             TestTransform::Filter(c) => c.type_name(),
             TestTransform::Remap(c) => c.type_name(),
+            TestTransform::Parse(c) => c.type_name(),
+            TestTransform::Match(c) => c.type_name(),
         }
     }
     fn validate(&self) -> Vec<ValueError> {
         match self {
             TestTransform::Filter(c) => c.validate(),
             TestTransform::Remap(c) => c.validate(),
+            TestTransform::Parse(c) => c.validate(),
+            TestTransform::Match(c) => c.validate(),
         }
     }
 }
@@ -133,35 +160,55 @@ impl TransformConfig for TestTransform {
         match self {
             TestTransform::Filter(c) => c.accepts(input),
             TestTransform::Remap(c) => c.accepts(input),
+            TestTransform::Parse(c) => c.accepts(input),
+            TestTransform::Match(c) => c.accepts(input),
         }
     }
     fn output(&self) -> DataType {
         match self {
             TestTransform::Filter(c) => c.output(),
             TestTransform::Remap(c) => c.output(),
+            TestTransform::Parse(c) => c.output(),
+            TestTransform::Match(c) => c.output(),
         }
     }
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn FunctionTransform>, BoxError> {
         match self {
             TestTransform::Filter(c) => c.build(cx),
             TestTransform::Remap(c) => c.build(cx),
+            TestTransform::Parse(c) => c.build(cx),
+            TestTransform::Match(c) => c.build(cx),
         }
     }
 }
 
 impl ComponentConfig for TestSink {
     fn type_name(&self) -> &'static str {
-        "jsonl"
+        match self {
+            TestSink::Jsonl(_) => "jsonl",
+            TestSink::File(c) => c.type_name(),
+        }
+    }
+    fn validate(&self) -> Vec<ValueError> {
+        match self {
+            TestSink::Jsonl(_) => Vec::new(),
+            TestSink::File(c) => c.validate(),
+        }
     }
 }
 
 impl SinkConfig for TestSink {
     fn accepts(&self, input: DataType) -> bool {
-        input == DataType::Record
+        match self {
+            TestSink::Jsonl(_) => input == DataType::Record,
+            TestSink::File(c) => c.accepts(input),
+        }
     }
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Sink>, BoxError> {
-        let TestSink::Jsonl(c) = self;
-        Ok(Box::new(JsonlSink(cx.resolve_path(&c.path))))
+        match self {
+            TestSink::Jsonl(c) => Ok(Box::new(JsonlSink(cx.resolve_path(&c.path)))),
+            TestSink::File(c) => c.build(cx),
+        }
     }
 }
 
