@@ -22,7 +22,9 @@ pub enum SourceKind {
 pub enum TransformKind {
     Parse(perisco_l7::ParseConfig),
     Match(perisco_l7::MatchConfig),
-    // transforms: enrich, filter, remap
+    Filter(perisco_vrl::FilterConfig),
+    Remap(perisco_vrl::RemapConfig),
+    // transforms: enrich
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -82,12 +84,16 @@ impl ComponentConfig for TransformKind {
         match self {
             TransformKind::Parse(c) => c.type_name(),
             TransformKind::Match(c) => c.type_name(),
+            TransformKind::Filter(c) => c.type_name(),
+            TransformKind::Remap(c) => c.type_name(),
         }
     }
     fn validate(&self) -> Vec<ValueError> {
         match self {
             TransformKind::Parse(c) => c.validate(),
             TransformKind::Match(c) => c.validate(),
+            TransformKind::Filter(c) => c.validate(),
+            TransformKind::Remap(c) => c.validate(),
         }
     }
 }
@@ -97,18 +103,24 @@ impl TransformConfig for TransformKind {
         match self {
             TransformKind::Parse(c) => c.accepts(input),
             TransformKind::Match(c) => c.accepts(input),
+            TransformKind::Filter(c) => c.accepts(input),
+            TransformKind::Remap(c) => c.accepts(input),
         }
     }
     fn output(&self) -> DataType {
         match self {
             TransformKind::Parse(c) => c.output(),
             TransformKind::Match(c) => c.output(),
+            TransformKind::Filter(c) => c.output(),
+            TransformKind::Remap(c) => c.output(),
         }
     }
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn FunctionTransform>, BoxError> {
         match self {
             TransformKind::Parse(c) => c.build(cx),
             TransformKind::Match(c) => c.build(cx),
+            TransformKind::Filter(c) => c.build(cx),
+            TransformKind::Remap(c) => c.build(cx),
         }
     }
 }
