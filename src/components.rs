@@ -24,7 +24,7 @@ pub enum TransformKind {
     Match(perisco_l7::MatchConfig),
     Filter(perisco_vrl::FilterConfig),
     Remap(perisco_vrl::RemapConfig),
-    // transforms: enrich
+    Enrich(perisco_enrich::EnrichConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -86,6 +86,7 @@ impl ComponentConfig for TransformKind {
             TransformKind::Match(c) => c.type_name(),
             TransformKind::Filter(c) => c.type_name(),
             TransformKind::Remap(c) => c.type_name(),
+            TransformKind::Enrich(c) => c.type_name(),
         }
     }
     fn validate(&self) -> Vec<ValueError> {
@@ -94,6 +95,7 @@ impl ComponentConfig for TransformKind {
             TransformKind::Match(c) => c.validate(),
             TransformKind::Filter(c) => c.validate(),
             TransformKind::Remap(c) => c.validate(),
+            TransformKind::Enrich(c) => c.validate(),
         }
     }
 }
@@ -105,6 +107,7 @@ impl TransformConfig for TransformKind {
             TransformKind::Match(c) => c.accepts(input),
             TransformKind::Filter(c) => c.accepts(input),
             TransformKind::Remap(c) => c.accepts(input),
+            TransformKind::Enrich(c) => c.accepts(input),
         }
     }
     fn output(&self) -> DataType {
@@ -113,6 +116,7 @@ impl TransformConfig for TransformKind {
             TransformKind::Match(c) => c.output(),
             TransformKind::Filter(c) => c.output(),
             TransformKind::Remap(c) => c.output(),
+            TransformKind::Enrich(c) => c.output(),
         }
     }
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn FunctionTransform>, BoxError> {
@@ -121,6 +125,7 @@ impl TransformConfig for TransformKind {
             TransformKind::Match(c) => c.build(cx),
             TransformKind::Filter(c) => c.build(cx),
             TransformKind::Remap(c) => c.build(cx),
+            TransformKind::Enrich(c) => c.build(cx),
         }
     }
 }
