@@ -48,7 +48,9 @@ fn synthetic(conns: u32) -> Vec<u8> {
     let server: SocketAddr = "10.1.0.2:8080".parse().unwrap();
     let mut t = 1_700_000_000u64 * 1_000_000;
     for i in 0..conns {
-        let client: SocketAddr = format!("10.0.{}.{}:{}", (i >> 8) & 0xff, i & 0xff, 20000 + (i % 40000)).parse().unwrap();
+        let client: SocketAddr = format!("10.0.{}.{}:{}", (i >> 8) & 0xff, i & 0xff, 20000 + (i % 40000))
+            .parse()
+            .unwrap();
         let (c0, s0) = (1000u32.wrapping_mul(i), 7u32.wrapping_mul(i));
         let (rl, sl) = (req.len() as u32, resp.len() as u32);
         let packets: [(bool, u32, u8, &[u8]); 9] = [
@@ -63,7 +65,11 @@ fn synthetic(conns: u32) -> Vec<u8> {
             (true, c0 + 2 + rl, 0x10, b""),
         ];
         for (from_client, seq, flags, payload) in packets {
-            let (s, d) = if from_client { (client, server) } else { (server, client) };
+            let (s, d) = if from_client {
+                (client, server)
+            } else {
+                (server, client)
+            };
             let frame = frame(s, d, seq, flags, payload);
             t += 7;
             f.extend(((t / 1_000_000) as u32).to_le_bytes());
@@ -77,7 +83,9 @@ fn synthetic(conns: u32) -> Vec<u8> {
 }
 
 fn frame(s: SocketAddr, d: SocketAddr, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let (SocketAddr::V4(s), SocketAddr::V4(d)) = (s, d) else { unreachable!() };
+    let (SocketAddr::V4(s), SocketAddr::V4(d)) = (s, d) else {
+        unreachable!()
+    };
     let mut f = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0x08, 0x00, 0x45, 0];
     f.extend(((40 + payload.len()) as u16).to_be_bytes());
     f.extend([0, 1, 0x40, 0, 64, 6, 0, 0]);
@@ -99,7 +107,11 @@ fn bench(c: &mut Criterion) {
         let bytes = std::fs::read(format!("{root}{name}.pcapng")).expect("fixture");
         inputs.push((format!("{name} x{PASSES}"), Box::leak(bytes.into_boxed_slice()), PASSES));
     }
-    inputs.push(("synthetic-http1 10k conns".into(), Box::leak(synthetic(10_000).into_boxed_slice()), 1));
+    inputs.push((
+        "synthetic-http1 10k conns".into(),
+        Box::leak(synthetic(10_000).into_boxed_slice()),
+        1,
+    ));
 
     for (name, file, passes) in inputs {
         let events = replay(file, passes);

@@ -3,14 +3,13 @@ use perisco_engine::event::Event;
 
 fn main() {
     let path = std::env::args().nth(1).expect("usage: dump FILE");
-    let (events, stats) =
-        match perisco_pcap::read_file(path.as_ref(), perisco_pcap::Limits::default()) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::exit(1);
-            }
-        };
+    let (events, stats) = match perisco_pcap::read_file(path.as_ref(), perisco_pcap::Limits::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
     for e in &events {
         if let Event::Socket(s) = e {
             let preview: String = s

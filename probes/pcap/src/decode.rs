@@ -63,12 +63,7 @@ pub enum Skip {
 }
 
 impl Skip {
-    pub const ALL: [Skip; 4] = [
-        Skip::UnsupportedLink,
-        Skip::NotTcp,
-        Skip::Fragment,
-        Skip::Malformed,
-    ];
+    pub const ALL: [Skip; 4] = [Skip::UnsupportedLink, Skip::NotTcp, Skip::Fragment, Skip::Malformed];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -137,10 +132,7 @@ pub fn decode(linktype: i32, frame: &[u8]) -> Result<TcpSegment<'_>, Skip> {
 
 /// 802.1Q / 802.1ad tags (any depth) between the link header and IP.
 fn strip_vlan(mut ethertype: u16, mut l3: &[u8]) -> Result<(u16, &[u8]), Skip> {
-    while matches!(
-        ethertype,
-        ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD
-    ) {
+    while matches!(ethertype, ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD) {
         ethertype = be16(l3, 2).ok_or(Skip::Malformed)?;
         l3 = &l3[4..];
     }
@@ -179,11 +171,7 @@ fn ipv6(p: &[u8]) -> Result<TcpSegment<'_>, Skip> {
     let src = Ipv6Addr::from(<[u8; 16]>::try_from(&p[8..24]).map_err(|_| Skip::Malformed)?);
     let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&p[24..40]).map_err(|_| Skip::Malformed)?);
     // Payload length 0: a jumbogram (hop-by-hop option) or TSO; use what was captured.
-    let mut wire_left = if payload_len == 0 {
-        p.len() - 40
-    } else {
-        payload_len
-    };
+    let mut wire_left = if payload_len == 0 { p.len() - 40 } else { payload_len };
     let mut next = p[6];
     let mut rest = &p[40..];
     loop {

@@ -67,14 +67,7 @@ impl Emitter {
     }
 
     /// A lifecycle or gap event (`len`: lost bytes for a gap, 0 otherwise).
-    pub fn event(
-        &mut self,
-        meta: &ConnMeta,
-        kind: SocketEventKind,
-        direction: Direction,
-        ts_ns: u64,
-        len: u64,
-    ) {
+    pub fn event(&mut self, meta: &ConnMeta, kind: SocketEventKind, direction: Direction, ts_ns: u64, len: u64) {
         self.close_open();
         self.events
             .push(self.socket_event(meta, kind, direction, ts_ns, Bytes::new(), len));

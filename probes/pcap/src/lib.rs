@@ -14,9 +14,7 @@ mod source;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use perisco_engine::component::{
-    BoxError, BuildContext, ComponentConfig, Source, SourceConfig, ValueError,
-};
+use perisco_engine::component::{BoxError, BuildContext, ComponentConfig, Source, SourceConfig, ValueError};
 use perisco_engine::event::{DataType, Event};
 use serde::Deserialize;
 

@@ -116,8 +116,7 @@ impl PacketReader {
                         PcapBlockOwned::Legacy(b) => self.legacy.map(|i| Packet {
                             ts_ns: ts_ns(
                                 &i,
-                                (u64::from(b.ts_sec) * i.units_per_sec)
-                                    .saturating_add(u64::from(b.ts_usec)),
+                                (u64::from(b.ts_sec) * i.units_per_sec).saturating_add(u64::from(b.ts_usec)),
                             ),
                             linktype: i.linktype,
                             data: clamp(b.data, b.caplen),
@@ -136,10 +135,7 @@ impl PacketReader {
                         }
                         PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                             self.interfaces.get(epb.if_id as usize).map(|i| Packet {
-                                ts_ns: ts_ns(
-                                    i,
-                                    (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low),
-                                ),
+                                ts_ns: ts_ns(i, (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low)),
                                 linktype: i.linktype,
                                 data: clamp(epb.data, epb.caplen),
                             })
@@ -208,7 +204,11 @@ impl PacketReader {
 /// falls back to the default (µs). (pcap-parser 0.17 rejects every power-of-two resolution.)
 fn units_per_sec(tsresol: u8) -> u64 {
     let n = u32::from(tsresol & 0x7f);
-    let units = if tsresol & 0x80 == 0 { 10u64.checked_pow(n) } else { 1u64.checked_shl(n).filter(|_| n < 64) };
+    let units = if tsresol & 0x80 == 0 {
+        10u64.checked_pow(n)
+    } else {
+        1u64.checked_shl(n).filter(|_| n < 64)
+    };
     units.unwrap_or(1_000_000)
 }
 

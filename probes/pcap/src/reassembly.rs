@@ -91,13 +91,8 @@ impl Out<'_> {
     fn gap(&mut self, missing: u64) {
         self.stats.gaps += 1;
         self.stats.gap_bytes += missing;
-        self.emit.event(
-            self.meta,
-            SocketEventKind::Gap,
-            self.direction,
-            self.ts_ns,
-            missing,
-        );
+        self.emit
+            .event(self.meta, SocketEventKind::Gap, self.direction, self.ts_ns, missing);
     }
 }
 
@@ -140,9 +135,7 @@ impl Half {
             return;
         }
         match self.ooo.get_mut(&start) {
-            Some(held) if held.len() >= data.len() => {
-                o.stats.retransmitted_bytes += data.len() as u64
-            }
+            Some(held) if held.len() >= data.len() => o.stats.retransmitted_bytes += data.len() as u64,
             Some(held) => {
                 o.stats.retransmitted_bytes += held.len() as u64;
                 self.ooo_bytes += data.len() - held.len();
@@ -334,8 +327,7 @@ impl Reassembler {
         if let Some(conn) = self.conns.get_mut(&key) {
             let isn_next = Some(seg.seq.wrapping_add(1));
             let half = &conn.halves[conn.index(seg.src)];
-            let new_conn =
-                pure_syn && (conn.closed || (half.base.is_some() && half.base != isn_next));
+            let new_conn = pure_syn && (conn.closed || (half.base.is_some() && half.base != isn_next));
             if new_conn {
                 let dir = direction_of(conn.index(seg.src));
                 conn.close(&mut self.emit, &mut self.stats, ts_ns, dir);
@@ -401,11 +393,7 @@ impl Reassembler {
         let Conn { meta, halves, .. } = conn;
         let half = &mut halves[index];
         // The SYN takes one sequence number: data starts after it.
-        let data_seq = if syn {
-            seg.seq.wrapping_add(1)
-        } else {
-            seg.seq
-        };
+        let data_seq = if syn { seg.seq.wrapping_add(1) } else { seg.seq };
         if half.base.is_none() {
             half.base = Some(data_seq);
         }
@@ -448,12 +436,7 @@ impl Reassembler {
         let mut conns: Vec<Conn> = self.conns.drain().map(|(_, c)| c).collect();
         conns.sort_by_key(|c| c.meta.conn_id);
         for mut c in conns {
-            c.close(
-                &mut self.emit,
-                &mut self.stats,
-                self.now_ns,
-                Direction::Ingress,
-            );
+            c.close(&mut self.emit, &mut self.stats, self.now_ns, Direction::Ingress);
         }
     }
 
@@ -476,8 +459,7 @@ impl Reassembler {
 
     /// Make room: drop the least recently active eighth of the table.
     fn evict_oldest(&mut self) {
-        let mut by_age: Vec<(u64, ConnKey)> =
-            self.conns.iter().map(|(k, c)| (c.last_ts, *k)).collect();
+        let mut by_age: Vec<(u64, ConnKey)> = self.conns.iter().map(|(k, c)| (c.last_ts, *k)).collect();
         let n = (by_age.len() / 8).max(1).min(by_age.len());
         if n == 0 {
             return;
@@ -499,12 +481,7 @@ impl Reassembler {
             } else {
                 self.stats.evicted_idle += 1;
             }
-            c.close(
-                &mut self.emit,
-                &mut self.stats,
-                self.now_ns,
-                Direction::Ingress,
-            );
+            c.close(&mut self.emit, &mut self.stats, self.now_ns, Direction::Ingress);
         }
     }
 }

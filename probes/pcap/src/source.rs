@@ -5,9 +5,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::PathBuf;
 
-use perisco_engine::component::{
-    BoxError, BoxFuture, BuildContext, Source, SourceContext, SourceOutput,
-};
+use perisco_engine::component::{BoxError, BoxFuture, BuildContext, Source, SourceContext, SourceOutput};
 use perisco_engine::metrics::{Counter, Gauge, Registry};
 use perisco_engine::topology::ShutdownSignal;
 use tokio::runtime::Handle;
@@ -29,10 +27,7 @@ const LOOP_PAUSE_NS: u64 = 1_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum PcapError {
     #[error("pcap source: cannot open {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
     #[error("pcap source: cannot read {path}: {source}")]
     Read { path: PathBuf, source: ReadError },
 }
@@ -58,12 +53,7 @@ impl PcapSource {
         })
     }
 
-    fn replay(
-        mut self,
-        rt: Handle,
-        out: SourceOutput,
-        shutdown: ShutdownSignal,
-    ) -> Result<(), BoxError> {
+    fn replay(mut self, rt: Handle, out: SourceOutput, shutdown: ShutdownSignal) -> Result<(), BoxError> {
         let mut reasm = Reassembler::new(self.limits);
         let mut shift = 0u64;
         let mut passes = 0u64;
@@ -75,6 +65,9 @@ impl PcapSource {
             let Some(span) = self.pass(reader, &mut reasm, shift, &rt, &out, &shutdown)? else {
                 return Ok(()); // shutdown
             };
+            if shutdown.is_set() {
+                return Ok(());
+            }
             reasm.finish();
             let batch = reasm.take_events();
             if !send(&rt, &out, &shutdown, batch) {
@@ -114,13 +107,11 @@ impl PcapSource {
         let mut seen = 0u64;
         loop {
             seen += 1;
-            if seen % SHUTDOWN_CHECK_EVERY == 0 && shutdown.is_set() {
+            if seen.is_multiple_of(SHUTDOWN_CHECK_EVERY) && shutdown.is_set() {
                 return Ok(None);
             }
             let next = reader.next_packet(|p| {
-                span = Some(span.map_or((p.ts_ns, p.ts_ns), |(a, b)| {
-                    (a.min(p.ts_ns), b.max(p.ts_ns))
-                }));
+                span = Some(span.map_or((p.ts_ns, p.ts_ns), |(a, b)| (a.min(p.ts_ns), b.max(p.ts_ns))));
                 reasm.packet(&p, shift);
             });
             match next.map_err(|source| PcapError::Read {
@@ -168,13 +159,8 @@ fn open_reader(path: &PathBuf) -> Result<PacketReader, PcapError> {
 }
 
 /// Send with backpressure; false when shutdown came first.
-fn send(
-    rt: &Handle,
-    out: &SourceOutput,
-    shutdown: &ShutdownSignal,
-    batch: Vec<perisco_engine::Event>,
-) -> bool {
-    if batch.is_empty() {
+fn send(rt: &Handle, out: &SourceOutput, shutdown: &ShutdownSignal, batch: Vec<perisco_engine::Event>) -> bool {
+    if batch.is_empty() || shutdown.is_set() {
         return !shutdown.is_set();
     }
     let mut shutdown = shutdown.clone();
@@ -225,22 +211,10 @@ impl PcapMetrics {
             )
         };
         PcapMetrics {
-            packets: r.counter(
-                "perisco_pcap_packets_total",
-                "Frames read from the capture.",
-                l,
-            ),
+            packets: r.counter("perisco_pcap_packets_total", "Frames read from the capture.", l),
             skipped,
-            segments: r.counter(
-                "perisco_pcap_tcp_segments_total",
-                "TCP segments reassembled.",
-                l,
-            ),
-            connections: r.counter(
-                "perisco_pcap_connections_total",
-                "TCP connections tracked.",
-                l,
-            ),
+            segments: r.counter("perisco_pcap_tcp_segments_total", "TCP segments reassembled.", l),
+            connections: r.counter("perisco_pcap_connections_total", "TCP connections tracked.", l),
             bytes: r.counter(
                 "perisco_pcap_payload_bytes_total",
                 "Payload bytes delivered in order.",
@@ -256,11 +230,7 @@ impl PcapMetrics {
                 "Holes in a TCP stream delivered as gap events.",
                 l,
             ),
-            gap_bytes: r.counter(
-                "perisco_pcap_gap_bytes_total",
-                "Bytes missing in the gaps.",
-                l,
-            ),
+            gap_bytes: r.counter("perisco_pcap_gap_bytes_total", "Bytes missing in the gaps.", l),
             buffer_overflows: r.counter(
                 "perisco_pcap_buffer_overflows_total",
                 "Holes given up because the out-of-order buffer of a direction was full.",
@@ -273,11 +243,7 @@ impl PcapMetrics {
                 "Segments of connections that had already closed.",
                 l,
             ),
-            passes: r.counter(
-                "perisco_pcap_passes_total",
-                "Complete passes over the file.",
-                l,
-            ),
+            passes: r.counter("perisco_pcap_passes_total", "Complete passes over the file.", l),
             truncated_files: r.counter(
                 "perisco_pcap_truncated_files_total",
                 "Passes that ended inside a packet (a capture cut short).",
@@ -312,12 +278,9 @@ impl PcapMetrics {
             .add(d(now.buffer_overflows, last.buffer_overflows));
         self.evicted_max_connections
             .add(d(now.evicted_max_connections, last.evicted_max_connections));
-        self.evicted_idle
-            .add(d(now.evicted_idle, last.evicted_idle));
-        self.late_segments
-            .add(d(now.late_segments, last.late_segments));
-        self.tracked
-            .set(i64::try_from(reasm.connections()).unwrap_or(i64::MAX));
+        self.evicted_idle.add(d(now.evicted_idle, last.evicted_idle));
+        self.late_segments.add(d(now.late_segments, last.late_segments));
+        self.tracked.set(i64::try_from(reasm.connections()).unwrap_or(i64::MAX));
         *last = now.clone();
     }
 }

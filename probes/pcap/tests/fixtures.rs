@@ -24,7 +24,11 @@ fn fixtures() -> Vec<PathBuf> {
 
 fn tshark(args: &[&str]) -> String {
     let out = Command::new("tshark").args(args).output().expect("tshark");
-    assert!(out.status.success(), "tshark {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tshark {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -52,7 +56,10 @@ fn tshark_streams(file: &Path) -> Vec<Followed> {
     for line in out.lines() {
         if let Some(a) = line.strip_prefix("Node 0: ") {
             let a = a.parse().unwrap();
-            cur = Some(Followed { nodes: [a, a], sent: [Vec::new(), Vec::new()] });
+            cur = Some(Followed {
+                nodes: [a, a],
+                sent: [Vec::new(), Vec::new()],
+            });
         } else if let Some(a) = line.strip_prefix("Node 1: ") {
             cur.as_mut().unwrap().nodes[1] = a.parse().unwrap();
         } else if line.starts_with("=====") {
@@ -70,7 +77,9 @@ fn tshark_streams(file: &Path) -> Vec<Followed> {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect()
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
 }
 
 /// Our events of one connection, and the bytes each endpoint sent.
@@ -83,10 +92,16 @@ struct Ours {
 fn ours(events: &[Event]) -> BTreeMap<u64, Ours> {
     let mut conns: BTreeMap<u64, Ours> = BTreeMap::new();
     for e in events {
-        let Event::Socket(s) = e else { panic!("not a socket event") };
+        let Event::Socket(s) = e else {
+            panic!("not a socket event")
+        };
         let c = conns.entry(s.conn_id).or_default();
         if s.kind == SocketEventKind::Data {
-            let sender = if s.direction == Direction::Ingress { s.peer } else { s.local };
+            let sender = if s.direction == Direction::Ingress {
+                s.peer
+            } else {
+                s.local
+            };
             c.sent.entry(sender).or_default().extend_from_slice(&s.data);
         }
         c.events.push(s.clone());
@@ -112,23 +127,51 @@ fn reassembly_matches_tshark_on_every_fixture() {
                 .iter()
                 .find(|(_, c)| {
                     let s = &c.events[0];
-                    (s.local == st.nodes[0] && s.peer == st.nodes[1]) || (s.local == st.nodes[1] && s.peer == st.nodes[0])
+                    (s.local == st.nodes[0] && s.peer == st.nodes[1])
+                        || (s.local == st.nodes[1] && s.peer == st.nodes[0])
                 })
                 .unwrap_or_else(|| panic!("{name}: no connection {:?}", st.nodes));
             for n in 0..2 {
                 let got = conn.sent.get(&st.nodes[n]).cloned().unwrap_or_default();
-                assert_eq!(got.len(), st.sent[n].len(), "{name} conn {id}: bytes sent by {}", st.nodes[n]);
-                assert!(got == st.sent[n], "{name} conn {id}: stream from {} differs from tshark's", st.nodes[n]);
+                assert_eq!(
+                    got.len(),
+                    st.sent[n].len(),
+                    "{name} conn {id}: bytes sent by {}",
+                    st.nodes[n]
+                );
+                assert!(
+                    got == st.sent[n],
+                    "{name} conn {id}: stream from {} differs from tshark's",
+                    st.nodes[n]
+                );
             }
             let kinds: Vec<SocketEventKind> = conn.events.iter().map(|e| e.kind).collect();
-            assert_eq!(kinds.iter().filter(|k| **k == SocketEventKind::Close).count(), 1, "{name} conn {id}");
+            assert_eq!(
+                kinds.iter().filter(|k| **k == SocketEventKind::Close).count(),
+                1,
+                "{name} conn {id}"
+            );
             assert_eq!(kinds.last(), Some(&SocketEventKind::Close));
         }
 
         // No lost segments per tshark → no gaps from us.
-        let lost = tshark(&["-r", file.to_str().unwrap(), "-Y", "tcp.analysis.lost_segment", "-T", "fields", "-e", "frame.number"]);
+        let lost = tshark(&[
+            "-r",
+            file.to_str().unwrap(),
+            "-Y",
+            "tcp.analysis.lost_segment",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ]);
         if lost.trim().is_empty() {
-            assert!(!events.iter().any(|e| matches!(e, Event::Socket(s) if s.kind == SocketEventKind::Gap)), "{name}: gap");
+            assert!(
+                !events
+                    .iter()
+                    .any(|e| matches!(e, Event::Socket(s) if s.kind == SocketEventKind::Gap)),
+                "{name}: gap"
+            );
         }
 
         // The SYN's destination is the server: `local`, role Server, an Open first.
@@ -164,8 +207,16 @@ fn reassembly_matches_tshark_on_every_fixture() {
             assert!(conn.events.iter().all(|e| e.role == Role::Server));
             with_syn += 1;
         }
-        assert_eq!(with_syn, conns.len(), "{name}: every fixture connection starts with its handshake");
-        eprintln!("{name}: {} connections, {} bytes match tshark", conns.len(), stats.bytes);
+        assert_eq!(
+            with_syn,
+            conns.len(),
+            "{name}: every fixture connection starts with its handshake"
+        );
+        eprintln!(
+            "{name}: {} connections, {} bytes match tshark",
+            conns.len(),
+            stats.bytes
+        );
     }
 }
 
@@ -177,11 +228,23 @@ fn expected_files_agree_with_the_captures_ports() {
         let text = std::fs::read_to_string(&expected).unwrap_or_else(|_| panic!("{} missing", expected.display()));
         let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
         let (events, _) = read_file(&file, Limits::default()).unwrap();
-        let server_ports: std::collections::HashSet<u16> =
-            events.iter().filter_map(|e| if let Event::Socket(s) = e { Some(s.local.port()) } else { None }).collect();
+        let server_ports: std::collections::HashSet<u16> = events
+            .iter()
+            .filter_map(|e| {
+                if let Event::Socket(s) = e {
+                    Some(s.local.port())
+                } else {
+                    None
+                }
+            })
+            .collect();
         for x in &list {
             let port = x["server_port"].as_u64().unwrap() as u16;
-            assert!(server_ports.contains(&port), "{}: server port {port} not in the capture", expected.display());
+            assert!(
+                server_ports.contains(&port),
+                "{}: server port {port} not in the capture",
+                expected.display()
+            );
             for key in ["method", "url", "status", "protocol"] {
                 assert!(!x[key].is_null(), "{}: {key} missing", expected.display());
             }

@@ -13,7 +13,11 @@ use perisco_pcap::{Limits, PacketReader, ReadError, read_events, read_file};
 /// A whole HTTP-ish exchange as IP packets: handshake, request, response, FINs.
 fn conversation(client: SocketAddr, server: SocketAddr) -> Vec<Vec<u8>> {
     let seg = |from_client: bool, seq: u32, flags: u8, payload: &[u8]| {
-        let (s, d) = if from_client { (client, server) } else { (server, client) };
+        let (s, d) = if from_client {
+            (client, server)
+        } else {
+            (server, client)
+        };
         ip(s, d, &tcp_opts(s, d, seq, flags, payload, true))
     };
     vec![
@@ -30,7 +34,12 @@ fn conversation(client: SocketAddr, server: SocketAddr) -> Vec<Vec<u8>> {
 fn check_conversation(events: &[Event], client: SocketAddr, server: SocketAddr) {
     assert_eq!(
         shows(events),
-        ["open#1", "#1 in GET /x HTTP/1.1\r\n\r\n", "#1 out HTTP/1.1 200 OK\r\n\r\n", "close#1"]
+        [
+            "open#1",
+            "#1 in GET /x HTTP/1.1\r\n\r\n",
+            "#1 out HTTP/1.1 200 OK\r\n\r\n",
+            "close#1"
+        ]
     );
     for s in sockets(events) {
         assert_eq!((s.local, s.peer, s.role), (server, client, Role::Server));
@@ -47,8 +56,11 @@ fn v6() -> (SocketAddr, SocketAddr) {
 
 /// Wrap each IP packet with `link`, write a pcap with `linktype`, read it back.
 fn roundtrip(linktype: u32, link: impl Fn(&[u8]) -> Vec<u8>, (client, server): (SocketAddr, SocketAddr)) {
-    let frames: Vec<(u64, Vec<u8>)> =
-        conversation(client, server).iter().enumerate().map(|(i, p)| (1_700_000_000_000_000_000 + i as u64 * 1000, link(p))).collect();
+    let frames: Vec<(u64, Vec<u8>)> = conversation(client, server)
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (1_700_000_000_000_000_000 + i as u64 * 1000, link(p)))
+        .collect();
     let file = pcap_file(linktype, true, &frames);
     let (events, stats) = read_events(Cursor::new(file), Limits::default()).unwrap();
     assert_eq!(stats.skipped, [0; 4], "linktype {linktype}");
@@ -97,12 +109,14 @@ fn raw_ip() {
 #[test]
 fn ipv6_extension_headers_are_skipped() {
     let (c, s) = (addr("[fe80::1]:1234"), addr("[fe80::2]:80"));
-    let (SocketAddr::V6(c6), SocketAddr::V6(s6)) = (c, s) else { unreachable!() };
+    let (SocketAddr::V6(c6), SocketAddr::V6(s6)) = (c, s) else {
+        unreachable!()
+    };
     let l4 = tcp(c, s, 7, ACK | PSH, b"payload");
     let ext = vec![
-        (0u8, vec![0u8; 6]),     // hop-by-hop (8 bytes)
-        (60u8, vec![0u8; 14]),   // destination options (16 bytes)
-        (43u8, vec![0u8; 6]),    // routing
+        (0u8, vec![0u8; 6]),            // hop-by-hop (8 bytes)
+        (60u8, vec![0u8; 14]),          // destination options (16 bytes)
+        (43u8, vec![0u8; 6]),           // routing
         (44u8, vec![0, 0, 0, 0, 0, 0]), // fragment header, offset 0, no more fragments: atomic
     ];
     let pkt = ipv6_with_ext(c6.ip().octets(), s6.ip().octets(), &ext, &l4);
@@ -185,8 +199,11 @@ fn pcapng_with_interfaces_of_different_link_types_and_resolutions() {
     assert_eq!(seen[14], ((t0 + 2) * 1_000_000_000 + 500_000_000, 101));
 
     let (events, _) = read_events(Cursor::new(file), Limits::default()).unwrap();
-    let v4_events: Vec<Event> =
-        events.iter().filter(|e| matches!(e, Event::Socket(s) if s.conn_id == 1)).cloned().collect();
+    let v4_events: Vec<Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Socket(s) if s.conn_id == 1))
+        .cloned()
+        .collect();
     check_conversation(&v4_events, c, s);
     let v6_events = sockets(&events).into_iter().filter(|s| s.conn_id == 2).count();
     assert_eq!(v6_events, 4);
@@ -195,7 +212,10 @@ fn pcapng_with_interfaces_of_different_link_types_and_resolutions() {
 #[test]
 fn legacy_pcap_microseconds() {
     let (c, s) = v4();
-    let frames = vec![(1_600_000_000_123_456_000u64, common::ethernet(&ip(c, s, &tcp(c, s, 1, ACK, b"x")), &[]))];
+    let frames = vec![(
+        1_600_000_000_123_456_000u64,
+        common::ethernet(&ip(c, s, &tcp(c, s, 1, ACK, b"x")), &[]),
+    )];
     let mut reader = PacketReader::new(Cursor::new(pcap_file(1, false, &frames))).unwrap();
     let mut ts = 0;
     reader.next_packet(|p| ts = p.ts_ns).unwrap();
@@ -205,7 +225,10 @@ fn legacy_pcap_microseconds() {
 #[test]
 fn a_cut_short_file_ends_like_eof() {
     let (c, s) = v4();
-    let frames: Vec<(u64, Vec<u8>)> = conversation(c, s).into_iter().map(|p| (1, common::ethernet(&p, &[]))).collect();
+    let frames: Vec<(u64, Vec<u8>)> = conversation(c, s)
+        .into_iter()
+        .map(|p| (1, common::ethernet(&p, &[])))
+        .collect();
     let file = pcap_file(1, false, &frames);
     let cut = file[..file.len() - 10].to_vec();
     let mut reader = PacketReader::new(Cursor::new(cut.clone())).unwrap();
@@ -223,7 +246,9 @@ fn a_cut_short_file_ends_like_eof() {
 
 #[test]
 fn not_a_capture_is_an_error() {
-    let err = PacketReader::new(Cursor::new(b"GET / HTTP/1.1\r\n\r\nnot a pcap at all".to_vec())).err().unwrap();
+    let err = PacketReader::new(Cursor::new(b"GET / HTTP/1.1\r\n\r\nnot a pcap at all".to_vec()))
+        .err()
+        .unwrap();
     assert!(matches!(err, ReadError::Format(_)), "{err}");
     assert!(PacketReader::new(Cursor::new(Vec::new())).is_err());
 }
@@ -237,5 +262,8 @@ fn file_errors_name_the_file() {
     let junk = dir.path().join("junk.pcapng");
     std::fs::write(&junk, b"\x00\x01garbage garbage garbage garbage").unwrap();
     let err = read_file(&junk, Limits::default()).unwrap_err().to_string();
-    assert!(err.contains("junk.pcapng") && err.contains("not a pcap or pcapng"), "{err}");
+    assert!(
+        err.contains("junk.pcapng") && err.contains("not a pcap or pcapng"),
+        "{err}"
+    );
 }

@@ -11,7 +11,14 @@ const CLIENT: &str = "10.0.0.1:40000";
 const SERVER: &str = "10.0.0.2:80";
 
 fn seg(src: &str, dst: &str, seq: u32, flags: u8, payload: &'static [u8]) -> TcpSegment<'static> {
-    TcpSegment { src: addr(src), dst: addr(dst), seq, flags, payload, missing: 0 }
+    TcpSegment {
+        src: addr(src),
+        dst: addr(dst),
+        seq,
+        flags,
+        payload,
+        missing: 0,
+    }
 }
 
 /// Client → server segment.
@@ -40,7 +47,10 @@ fn run(segs: &[TcpSegment<'_>]) -> (Vec<Event>, Stats) {
 /// Concatenated payload of one connection and direction, gaps as `[gap N]`.
 fn stream(events: &[Event], conn: u64, dir: Direction) -> String {
     let mut out = String::new();
-    for s in sockets(events).into_iter().filter(|s| s.conn_id == conn && s.direction == dir) {
+    for s in sockets(events)
+        .into_iter()
+        .filter(|s| s.conn_id == conn && s.direction == dir)
+    {
         match s.kind {
             SocketEventKind::Data => out.push_str(&String::from_utf8_lossy(&s.data)),
             SocketEventKind::Gap => out.push_str(&format!("[gap {}]", s.len)),
@@ -51,7 +61,11 @@ fn stream(events: &[Event], conn: u64, dir: Direction) -> String {
 }
 
 fn handshake(isn_c: u32, isn_s: u32) -> Vec<TcpSegment<'static>> {
-    vec![c(isn_c, SYN, b""), s(isn_s, SYN | ACK, b""), c(isn_c.wrapping_add(1), ACK, b"")]
+    vec![
+        c(isn_c, SYN, b""),
+        s(isn_s, SYN | ACK, b""),
+        c(isn_c.wrapping_add(1), ACK, b""),
+    ]
 }
 
 #[test]
@@ -68,11 +82,19 @@ fn handshake_exchange_and_close() {
     let (events, stats) = run(&segs);
     assert_eq!(
         shows(&events),
-        ["open#1", "#1 in GET / HTTP/1.1\r\n\r\n", "#1 out HTTP/1.1 200 OK\r\n\r\n", "close#1"],
+        [
+            "open#1",
+            "#1 in GET / HTTP/1.1\r\n\r\n",
+            "#1 out HTTP/1.1 200 OK\r\n\r\n",
+            "close#1"
+        ],
         "server segments in a row are coalesced, the direction change is not"
     );
     let all = sockets(&events);
-    assert!(all.iter().all(|e| e.role == Role::Server && e.local == addr(SERVER) && e.peer == addr(CLIENT)));
+    assert!(
+        all.iter()
+            .all(|e| e.role == Role::Server && e.local == addr(SERVER) && e.peer == addr(CLIENT))
+    );
     assert!(all.iter().all(|e| e.process.pid == 0));
     assert_eq!(all[1].ts_ns, 1_003, "packet time of the request");
     assert_eq!(stats.late_segments, 1, "the last ACK arrives after close");
@@ -98,7 +120,13 @@ fn out_of_order_segments_wait_for_the_hole() {
 #[test]
 fn retransmissions_are_delivered_once() {
     let mut segs = handshake(1, 1);
-    segs.extend([c(2, ACK, b"abcdef"), c(2, ACK, b"abcdef"), s(2, ACK, b"xyz"), c(2, ACK, b"abcdef"), c(8, ACK, b"gh")]);
+    segs.extend([
+        c(2, ACK, b"abcdef"),
+        c(2, ACK, b"abcdef"),
+        s(2, ACK, b"xyz"),
+        c(2, ACK, b"abcdef"),
+        c(8, ACK, b"gh"),
+    ]);
     let (events, stats) = run(&segs);
     assert_eq!(stream(&events, 1, Direction::Ingress), "abcdefgh");
     assert_eq!(stream(&events, 1, Direction::Egress), "xyz");
@@ -124,7 +152,12 @@ fn overlaps_are_trimmed() {
 #[test]
 fn a_hole_that_never_fills_is_a_gap_at_close() {
     let mut segs = handshake(0, 0);
-    segs.extend([c(1, ACK, b"aaaa"), c(9, ACK, b"cccc"), c(13, ACK | FIN, b""), s(1, ACK | FIN, b"")]);
+    segs.extend([
+        c(1, ACK, b"aaaa"),
+        c(9, ACK, b"cccc"),
+        c(13, ACK | FIN, b""),
+        s(1, ACK | FIN, b""),
+    ]);
     let (events, stats) = run(&segs);
     assert_eq!(stream(&events, 1, Direction::Ingress), "aaaa[gap 4]cccc");
     assert_eq!((stats.gaps, stats.gap_bytes), (1, 4));
@@ -143,7 +176,10 @@ fn a_hole_before_the_fin_is_a_gap() {
 
 #[test]
 fn buffer_bound_declares_the_gap_and_the_stream_continues() {
-    let limits = Limits { max_buffered_bytes: 100, ..Limits::default() };
+    let limits = Limits {
+        max_buffered_bytes: 100,
+        ..Limits::default()
+    };
     let mut segs = handshake(0, 0);
     segs.extend([c(1, ACK, b"head "), c(16, ACK, b"after the hole "), c(31, ACK, b"more")]);
     // Each buffered segment is charged its length + 64: the second one overflows the bound.
@@ -152,7 +188,10 @@ fn buffer_bound_declares_the_gap_and_the_stream_continues() {
         r.segment(i as u64, sg);
     }
     let before_close = r.take_events();
-    assert_eq!(stream(&before_close, 1, Direction::Ingress), "head [gap 10]after the hole more");
+    assert_eq!(
+        stream(&before_close, 1, Direction::Ingress),
+        "head [gap 10]after the hole more"
+    );
     assert_eq!(r.stats().buffer_overflows, 1);
     // The late copy of the missing bytes is old news now.
     r.segment(10, &c(6, ACK, b"0123456789"));
@@ -190,7 +229,13 @@ fn long_streams_cross_the_32_bit_space() {
     let mut seq = 1u32;
     let n = 5u64 << 10;
     for i in 0..n {
-        r.segment(i + 1, &TcpSegment { missing: WIRE - 1, ..c(seq, ACK, b"x") });
+        r.segment(
+            i + 1,
+            &TcpSegment {
+                missing: WIRE - 1,
+                ..c(seq, ACK, b"x")
+            },
+        );
         seq = seq.wrapping_add(WIRE);
         if r.pending_events() > 64 {
             r.take_events();
@@ -239,7 +284,12 @@ fn stray_acks_of_unknown_connections_are_ignored() {
 
 #[test]
 fn syn_ack_alone_makes_its_sender_the_server() {
-    let segs = [s(900, SYN | ACK, b""), c(101, ACK, b""), c(101, ACK, b"ping"), s(901, ACK, b"pong")];
+    let segs = [
+        s(900, SYN | ACK, b""),
+        c(101, ACK, b""),
+        c(101, ACK, b"ping"),
+        s(901, ACK, b"pong"),
+    ];
     let (events, _) = run(&segs);
     assert_eq!(role_of(&events, 1), Role::Server);
     assert_eq!(stream(&events, 1, Direction::Ingress), "ping");
@@ -259,7 +309,10 @@ fn rst_flushes_and_closes_once() {
     ]);
     let (events, stats) = run(&segs);
     assert_eq!(stream(&events, 1, Direction::Ingress), "abc[gap 3]ghi");
-    let closes = sockets(&events).iter().filter(|e| e.kind == SocketEventKind::Close).count();
+    let closes = sockets(&events)
+        .iter()
+        .filter(|e| e.kind == SocketEventKind::Close)
+        .count();
     assert_eq!(closes, 1);
     assert_eq!(stats.late_segments, 2);
 }
@@ -267,7 +320,12 @@ fn rst_flushes_and_closes_once() {
 #[test]
 fn a_new_syn_on_a_reused_tuple_is_a_new_connection() {
     let mut segs = handshake(100, 200);
-    segs.extend([c(101, ACK, b"first"), c(106, FIN | ACK, b""), s(201, FIN | ACK, b""), c(107, ACK, b"")]);
+    segs.extend([
+        c(101, ACK, b"first"),
+        c(106, FIN | ACK, b""),
+        s(201, FIN | ACK, b""),
+        c(107, ACK, b""),
+    ]);
     segs.extend(handshake(5_000, 6_000));
     segs.push(c(5_001, ACK, b"second"));
     // A retransmitted SYN of the second connection changes nothing.
@@ -286,18 +344,33 @@ fn a_new_syn_on_an_open_tuple_closes_the_old_connection() {
     segs.extend(handshake(777, 888));
     segs.push(c(778, ACK, b"new"));
     let (events, _) = run(&segs);
-    assert_eq!(shows(&events), ["open#1", "#1 in old", "close#1", "open#2", "#2 in new", "close#2"]);
+    assert_eq!(
+        shows(&events),
+        ["open#1", "#1 in old", "close#1", "open#2", "#2 in new", "close#2"]
+    );
 }
 
 #[test]
 fn max_capture_bytes_truncates_but_keeps_the_length() {
-    let limits = Limits { max_capture_bytes: Some(4), ..Limits::default() };
+    let limits = Limits {
+        max_capture_bytes: Some(4),
+        ..Limits::default()
+    };
     let mut segs = handshake(0, 0);
     segs.extend([c(1, ACK, b"0123456789"), s(1, ACK, b"ab")]);
     let (events, _) = run_with(limits, &segs);
-    let data: Vec<_> = sockets(&events).into_iter().filter(|e| e.kind == SocketEventKind::Data).collect();
-    assert_eq!((&data[0].data[..], data[0].len, data[0].truncated()), (&b"0123"[..], 10, true));
-    assert_eq!((&data[1].data[..], data[1].len, data[1].truncated()), (&b"ab"[..], 2, false));
+    let data: Vec<_> = sockets(&events)
+        .into_iter()
+        .filter(|e| e.kind == SocketEventKind::Data)
+        .collect();
+    assert_eq!(
+        (&data[0].data[..], data[0].len, data[0].truncated()),
+        (&b"0123"[..], 10, true)
+    );
+    assert_eq!(
+        (&data[1].data[..], data[1].len, data[1].truncated()),
+        (&b"ab"[..], 2, false)
+    );
 }
 
 #[test]
@@ -306,7 +379,13 @@ fn snaplen_cut_payload_becomes_a_gap() {
     for (i, sg) in handshake(0, 0).iter().enumerate() {
         r.segment(i as u64, sg);
     }
-    r.segment(5, &TcpSegment { missing: 6, ..c(1, ACK, b"abcd") });
+    r.segment(
+        5,
+        &TcpSegment {
+            missing: 6,
+            ..c(1, ACK, b"abcd")
+        },
+    );
     r.segment(6, &c(11, ACK, b"next"));
     r.finish();
     assert_eq!(stream(&r.take_events(), 1, Direction::Ingress), "abcd[gap 6]next");
@@ -314,24 +393,44 @@ fn snaplen_cut_payload_becomes_a_gap() {
 
 #[test]
 fn connection_table_is_bounded() {
-    let limits = Limits { max_connections: 8, ..Limits::default() };
+    let limits = Limits {
+        max_connections: 8,
+        ..Limits::default()
+    };
     let mut r = Reassembler::new(limits);
     for i in 0..20u16 {
         let src = format!("10.0.0.1:{}", 1000 + i);
-        let sg = TcpSegment { src: addr(&src), dst: addr(SERVER), seq: 1, flags: ACK, payload: b"x", missing: 0 };
+        let sg = TcpSegment {
+            src: addr(&src),
+            dst: addr(SERVER),
+            seq: 1,
+            flags: ACK,
+            payload: b"x",
+            missing: 0,
+        };
         r.segment(u64::from(i), &sg);
         assert!(r.connections() <= 8);
     }
     assert_eq!(r.stats().evicted_max_connections, 20 - 8);
     let events = r.take_events();
-    let closed: Vec<u64> =
-        sockets(&events).iter().filter(|e| e.kind == SocketEventKind::Close).map(|e| e.conn_id).collect();
-    assert_eq!(closed, (1..=12).collect::<Vec<u64>>(), "the least recently active go first");
+    let closed: Vec<u64> = sockets(&events)
+        .iter()
+        .filter(|e| e.kind == SocketEventKind::Close)
+        .map(|e| e.conn_id)
+        .collect();
+    assert_eq!(
+        closed,
+        (1..=12).collect::<Vec<u64>>(),
+        "the least recently active go first"
+    );
 }
 
 #[test]
 fn idle_connections_are_closed() {
-    let limits = Limits { idle_timeout_ns: 10_000_000_000, ..Limits::default() };
+    let limits = Limits {
+        idle_timeout_ns: 10_000_000_000,
+        ..Limits::default()
+    };
     let mut r = Reassembler::new(limits);
     r.segment(1_000_000_000, &c(1, ACK, b"old"));
     r.segment(2_000_000_000, &seg("10.0.0.9:5", SERVER, 1, ACK, b"busy"));

@@ -102,11 +102,15 @@ impl Sink for Gather {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(name)
 }
 
 fn config(name: &str, source: &str) -> Config<Test> {
-    let text = format!("[sources.cap]\ntype = \"pcap\"\n{source}\n[sinks.out]\ntype = \"gather\"\ninputs = [\"cap\"]\nname = \"{name}\"\n");
+    let text = format!(
+        "[sources.cap]\ntype = \"pcap\"\n{source}\n[sinks.out]\ntype = \"gather\"\ninputs = [\"cap\"]\nname = \"{name}\"\n"
+    );
     Config::from_str(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -114,8 +118,12 @@ fn config(name: &str, source: &str) -> Config<Test> {
 async fn replays_a_fixture_and_ends() {
     let path = fixture("http1-curl.pcapng");
     let registry = Registry::new();
-    let topo = RunningTopology::start(config("once", &format!("path = {:?}", path)), registry.clone()).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(60), topo.wait_sources_finished()).await.unwrap();
+    let topo = RunningTopology::start(config("once", &format!("path = {:?}", path)), registry.clone())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), topo.wait_sources_finished())
+        .await
+        .unwrap();
     assert!(topo.stop(Duration::from_secs(10)).await.drained);
 
     let got = gathered("once");
@@ -123,11 +131,20 @@ async fn replays_a_fixture_and_ends() {
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
         let Event::Socket(w) = w else { panic!() };
-        assert_eq!((g.conn_id, g.kind, g.direction, &g.data, g.ts_ns), (w.conn_id, w.kind, w.direction, &w.data, w.ts_ns));
+        assert_eq!(
+            (g.conn_id, g.kind, g.direction, &g.data, g.ts_ns),
+            (w.conn_id, w.kind, w.direction, &w.data, w.ts_ns)
+        );
     }
     let labels: &[(&str, &str)] = &[("component_id", "cap")];
-    assert_eq!(registry.counter_value("perisco_pcap_packets_total", labels), Some(stats.packets));
-    assert_eq!(registry.counter_value("perisco_pcap_payload_bytes_total", labels), Some(stats.bytes));
+    assert_eq!(
+        registry.counter_value("perisco_pcap_packets_total", labels),
+        Some(stats.packets)
+    );
+    assert_eq!(
+        registry.counter_value("perisco_pcap_payload_bytes_total", labels),
+        Some(stats.bytes)
+    );
     assert_eq!(registry.counter_value("perisco_pcap_passes_total", labels), Some(1));
 }
 
@@ -137,7 +154,10 @@ async fn loop_replays_with_time_moving_forward() {
     let (once, _) = read_file(&path, Limits::default()).unwrap();
     let per_pass = once.len();
     let registry = Registry::new();
-    let cfg = config("loop", &format!("path = {:?}\nloop = true\nmax_capture_bytes = 16", path));
+    let cfg = config(
+        "loop",
+        &format!("path = {:?}\nloop = true\nmax_capture_bytes = 16", path),
+    );
     let topo = RunningTopology::start(cfg, registry.clone()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), async {
         while gathered_len("loop") < per_pass * 3 {
@@ -150,14 +170,20 @@ async fn loop_replays_with_time_moving_forward() {
     let got = gathered("loop");
     let passes: Vec<&[SocketData]> = got.chunks(per_pass).take(3).collect();
     let conns = |p: &[SocketData]| p.iter().map(|s| s.conn_id).collect::<std::collections::BTreeSet<_>>();
-    assert!(conns(passes[0]).is_disjoint(&conns(passes[1])), "each pass has new connection ids");
+    assert!(
+        conns(passes[0]).is_disjoint(&conns(passes[1])),
+        "each pass has new connection ids"
+    );
     let last_ts = |p: &[SocketData]| p.iter().map(|s| s.ts_ns).max().unwrap();
     let first_ts = |p: &[SocketData]| p.iter().map(|s| s.ts_ns).min().unwrap();
     assert!(first_ts(passes[1]) > last_ts(passes[0]));
     assert!(first_ts(passes[2]) > last_ts(passes[1]));
     // Same shape each pass; payloads cut to 16 bytes, true lengths kept.
     for (a, b) in passes[0].iter().zip(passes[1]) {
-        assert_eq!((a.kind, a.direction, a.len, &a.data), (b.kind, b.direction, b.len, &b.data));
+        assert_eq!(
+            (a.kind, a.direction, a.len, &a.data),
+            (b.kind, b.direction, b.len, &b.data)
+        );
         assert!(a.data.len() <= 16);
     }
     assert!(got.iter().any(|s| s.kind == SocketEventKind::Data && s.truncated()));
@@ -177,18 +203,23 @@ async fn relative_paths_resolve_against_the_config_file() {
     .unwrap();
     let cfg = Config::<Test>::load(&toml).unwrap();
     let topo = RunningTopology::start(cfg, Registry::new()).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(60), topo.wait_sources_finished()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), topo.wait_sources_finished())
+        .await
+        .unwrap();
     topo.stop(Duration::from_secs(10)).await;
     assert!(gathered("rel").iter().any(|s| s.kind == SocketEventKind::Data));
 }
 
 #[tokio::test]
 async fn a_missing_or_bad_file_fails_the_start_naming_it() {
-    let err = RunningTopology::start(config("missing", "path = \"/nonexistent/capture.pcapng\""), Registry::new())
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let err = RunningTopology::start(
+        config("missing", "path = \"/nonexistent/capture.pcapng\""),
+        Registry::new(),
+    )
+    .await
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("/nonexistent/capture.pcapng"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -199,7 +230,10 @@ async fn a_missing_or_bad_file_fails_the_start_naming_it() {
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("bad.pcap") && err.contains("not a pcap or pcapng"), "{err}");
+    assert!(
+        err.contains("bad.pcap") && err.contains("not a pcap or pcapng"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -16,13 +16,20 @@ use perisco_pcap::{Limits, Packet, Reassembler, read_events};
 const LINKTYPES: [i32; 10] = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276];
 
 fn limits() -> Limits {
-    Limits { max_connections: 8, max_buffered_bytes: 512, idle_timeout_ns: 1_000_000_000, max_capture_bytes: Some(64) }
+    Limits {
+        max_connections: 8,
+        max_buffered_bytes: 512,
+        idle_timeout_ns: 1_000_000_000,
+        max_capture_bytes: Some(64),
+    }
 }
 
 fn check(events: &[Event]) {
     let mut closed = HashSet::new();
     for e in events {
-        let Event::Socket(s) = e else { panic!("not a socket event") };
+        let Event::Socket(s) = e else {
+            panic!("not a socket event")
+        };
         assert!(s.data.len() as u64 <= u64::from(s.len));
         assert!(s.data.len() <= 64);
         match s.kind {
@@ -48,7 +55,14 @@ fuzz_target!(|data: &[u8]| {
         let len = usize::from(rest[2]).min(rest.len() - 3);
         let frame = &rest[3..3 + len];
         rest = &rest[3 + len..];
-        r.packet(&Packet { ts_ns: ts, linktype, data: frame }, 0);
+        r.packet(
+            &Packet {
+                ts_ns: ts,
+                linktype,
+                data: frame,
+            },
+            0,
+        );
         events.extend(r.take_events());
     }
     r.finish();

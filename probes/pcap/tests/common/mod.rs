@@ -119,7 +119,11 @@ pub fn sll2(l3: &[u8]) -> Vec<u8> {
 
 /// LINKTYPE_NULL (host order family; `le` picks the writer's endianness) or LOOP (network order).
 pub fn null(l3: &[u8], family: u32, le: bool) -> Vec<u8> {
-    let mut f = if le { family.to_le_bytes().to_vec() } else { family.to_be_bytes().to_vec() };
+    let mut f = if le {
+        family.to_le_bytes().to_vec()
+    } else {
+        family.to_be_bytes().to_vec()
+    };
     f.extend(l3);
     f
 }
@@ -134,7 +138,11 @@ pub fn pcap_file(linktype: u32, nanos: bool, packets: &[(u64, Vec<u8>)]) -> Vec<
     f.extend(65535u32.to_le_bytes());
     f.extend(linktype.to_le_bytes());
     for (ts_ns, data) in packets {
-        let frac = if nanos { ts_ns % 1_000_000_000 } else { ts_ns % 1_000_000_000 / 1000 };
+        let frac = if nanos {
+            ts_ns % 1_000_000_000
+        } else {
+            ts_ns % 1_000_000_000 / 1000
+        };
         f.extend(((ts_ns / 1_000_000_000) as u32).to_le_bytes());
         f.extend((frac as u32).to_le_bytes());
         f.extend((data.len() as u32).to_le_bytes());
@@ -229,5 +237,9 @@ pub fn shows(events: &[Event]) -> Vec<String> {
 }
 
 pub fn role_of(events: &[Event], conn: u64) -> Role {
-    sockets(events).into_iter().find(|s| s.conn_id == conn).map(|s| s.role).unwrap()
+    sockets(events)
+        .into_iter()
+        .find(|s| s.conn_id == conn)
+        .map(|s| s.role)
+        .unwrap()
 }
