@@ -153,10 +153,7 @@ pub struct Http2Conn {
 impl Http2Conn {
     pub fn new(conn: Arc<ConnInfo>, opts: Http2Options) -> Self {
         Http2Conn {
-            readers: [
-                Reader::new(ReadState::Preface(0)),
-                Reader::new(ReadState::Header),
-            ],
+            readers: [Reader::new(ReadState::Preface(0)), Reader::new(ReadState::Header)],
             core: Core::new(conn, opts),
         }
     }
@@ -253,26 +250,18 @@ impl Http2Conn {
                     ReadState::Skip(n - lost)
                 };
             }
-            ReadState::Data { h, pos, pad }
-                if (pos > 0 || !h.has(frame::PADDED)) && lost <= u64::from(h.len - pos) =>
-            {
+            ReadState::Data { h, pos, pad } if (pos > 0 || !h.has(frame::PADDED)) && lost <= u64::from(h.len - pos) => {
                 let new_pos = pos + lost as u32;
-                let data_end = h.len.saturating_sub(if h.has(frame::PADDED) {
-                    u32::from(pad)
-                } else {
-                    0
-                });
+                let data_end = h
+                    .len
+                    .saturating_sub(if h.has(frame::PADDED) { u32::from(pad) } else { 0 });
                 let data_lost = data_end.min(new_pos).saturating_sub(pos);
                 self.core.data_lost(side, h.stream, u64::from(data_lost));
                 if new_pos == h.len {
                     self.readers[i].state = ReadState::Header;
                     self.core.data_end(side, &h, out);
                 } else {
-                    self.readers[i].state = ReadState::Data {
-                        h,
-                        pos: new_pos,
-                        pad,
-                    };
+                    self.readers[i].state = ReadState::Data { h, pos: new_pos, pad };
                 }
             }
             _ => self.gap(side, out),
@@ -297,9 +286,7 @@ impl Http2Conn {
 
     /// Approximate bytes of state held.
     pub fn state_bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self.readers.iter().map(|r| r.buf.capacity()).sum::<usize>()
-            + self.core.memory()
+        std::mem::size_of::<Self>() + self.readers.iter().map(|r| r.buf.capacity()).sum::<usize>() + self.core.memory()
     }
 
     pub fn stats(&self) -> &Http2Stats {
@@ -372,10 +359,7 @@ impl Http2Conn {
                     let ok = if r.confirmed {
                         h.len <= core.frame_limit(side) && h.well_formed()
                     } else {
-                        FrameHeader::plausible(
-                            &raw,
-                            frame::DEFAULT_MAX_FRAME.max(core.max_frame[i]),
-                        )
+                        FrameHeader::plausible(&raw, frame::DEFAULT_MAX_FRAME.max(core.max_frame[i]))
                     };
                     if !ok {
                         if !r.confirmed && !other_confirmed {
@@ -448,11 +432,7 @@ impl Http2Conn {
                         r.buf.clear();
                     }
                 }
-                ReadState::Data {
-                    h,
-                    mut pos,
-                    mut pad,
-                } => {
+                ReadState::Data { h, mut pos, mut pad } => {
                     if input.is_empty() {
                         return Ok(None);
                     }
@@ -513,7 +493,8 @@ impl Http2Conn {
                             return Ok(Some(v));
                         }
                         None => {
-                            r.fresh = false;
+                            // Too few bytes yet to judge the first offset after the gap: keep it special.
+                            r.fresh = r.fresh && r.buf.len() < HEADER_LEN;
                             // Keep at most the last window of bytes: any boundary before it was rejected.
                             let undecided = undecided_from(&r.buf, max_len);
                             if undecided > 0 {

@@ -85,10 +85,7 @@ impl Core {
 
     /// Largest payload buffered for a non-DATA frame, and largest header block.
     pub fn block_cap(&self) -> usize {
-        self.opts
-            .max_header_list_bytes
-            .max(frame::DEFAULT_MAX_FRAME as usize)
-            + frame::DEFAULT_MAX_FRAME as usize
+        self.opts.max_header_list_bytes.max(frame::DEFAULT_MAX_FRAME as usize) + frame::DEFAULT_MAX_FRAME as usize
     }
 
     /// Largest frame length accepted from `side`.
@@ -110,14 +107,7 @@ impl Core {
     }
 
     /// A complete non-DATA frame.
-    pub fn on_frame(
-        &mut self,
-        side: Side,
-        h: &FrameHeader,
-        payload: &[u8],
-        ts: u64,
-        out: &mut Vec<L7Message>,
-    ) {
+    pub fn on_frame(&mut self, side: Side, h: &FrameHeader, payload: &[u8], ts: u64, out: &mut Vec<L7Message>) {
         let i = side.idx();
         match h.kind {
             frame::HEADERS | frame::PUSH_PROMISE => {
@@ -132,16 +122,7 @@ impl Core {
                 };
                 let push = h.kind == frame::PUSH_PROMISE;
                 if h.has(frame::END_HEADERS) {
-                    self.block(
-                        side,
-                        h.stream,
-                        h.has(frame::END_STREAM),
-                        push,
-                        ts,
-                        frag,
-                        false,
-                        out,
-                    );
+                    self.block(side, h.stream, h.has(frame::END_STREAM), push, ts, frag, false, out);
                 } else {
                     self.pending[i] = Some(PendingBlock {
                         stream: h.stream,
@@ -161,12 +142,9 @@ impl Core {
                     let id = u16::from_be_bytes([s[0], s[1]]);
                     let v = u32::from_be_bytes([s[2], s[3], s[4], s[5]]);
                     match id {
-                        frame::SETTINGS_HEADER_TABLE_SIZE => {
-                            self.decoders[other].advertise_limit(v)
-                        }
+                        frame::SETTINGS_HEADER_TABLE_SIZE => self.decoders[other].advertise_limit(v),
                         frame::SETTINGS_MAX_FRAME_SIZE => {
-                            self.max_frame[other] =
-                                self.max_frame[other].max(v.min(frame::MAX_FRAME_LIMIT));
+                            self.max_frame[other] = self.max_frame[other].max(v.min(frame::MAX_FRAME_LIMIT));
                         }
                         _ => {}
                     }
@@ -212,14 +190,7 @@ impl Core {
     }
 
     /// The captured start of a header-carrying frame that was cut (gap, close, too large).
-    pub fn cut_frame(
-        &mut self,
-        side: Side,
-        h: &FrameHeader,
-        partial: &[u8],
-        ts: u64,
-        out: &mut Vec<L7Message>,
-    ) {
+    pub fn cut_frame(&mut self, side: Side, h: &FrameHeader, partial: &[u8], ts: u64, out: &mut Vec<L7Message>) {
         match h.kind {
             frame::HEADERS | frame::PUSH_PROMISE => {
                 if let Some(p) = self.pending[side.idx()].take() {
@@ -243,23 +214,8 @@ impl Core {
         }
     }
 
-    fn finish_pending(
-        &mut self,
-        side: Side,
-        p: PendingBlock,
-        truncated: bool,
-        out: &mut Vec<L7Message>,
-    ) {
-        self.block(
-            side,
-            p.stream,
-            p.end_stream,
-            p.push,
-            p.ts,
-            &p.buf,
-            truncated,
-            out,
-        );
+    fn finish_pending(&mut self, side: Side, p: PendingBlock, truncated: bool, out: &mut Vec<L7Message>) {
+        self.block(side, p.stream, p.end_stream, p.push, p.ts, &p.buf, truncated, out);
     }
 
     /// Decode one header block (always: the table must follow) and apply it to its stream.
@@ -309,14 +265,7 @@ impl Core {
         }
     }
 
-    fn request_block(
-        &mut self,
-        id: u32,
-        end_stream: bool,
-        ts: u64,
-        b: Block,
-        out: &mut Vec<L7Message>,
-    ) {
+    fn request_block(&mut self, id: u32, end_stream: bool, ts: u64, b: Block, out: &mut Vec<L7Message>) {
         if id.is_multiple_of(2) {
             self.stats.frame_errors += 1;
             return;
@@ -343,14 +292,7 @@ impl Core {
         }
     }
 
-    fn response_block(
-        &mut self,
-        id: u32,
-        end_stream: bool,
-        ts: u64,
-        b: Block,
-        out: &mut Vec<L7Message>,
-    ) {
+    fn response_block(&mut self, id: u32, end_stream: bool, ts: u64, b: Block, out: &mut Vec<L7Message>) {
         if id.is_multiple_of(2) {
             // A pushed response: its request was a PUSH_PROMISE, not a client request.
             self.stats.pushed_responses += 1;
@@ -406,13 +348,7 @@ impl Core {
         };
         if let Some(s) = self.streams.remove(&oldest) {
             self.stats.streams_evicted += 1;
-            self.flush_stream(
-                oldest,
-                s,
-                reason::STREAM_EVICTED,
-                reason::STREAM_EVICTED,
-                out,
-            );
+            self.flush_stream(oldest, s, reason::STREAM_EVICTED, reason::STREAM_EVICTED, out);
         }
     }
 
@@ -547,13 +483,7 @@ impl Core {
         ids.sort_unstable();
         for id in ids {
             if let Some(s) = self.streams.remove(&id) {
-                self.flush_stream(
-                    id,
-                    s,
-                    reason::REQUEST_UNFINISHED,
-                    reason::RESPONSE_UNFINISHED,
-                    out,
-                );
+                self.flush_stream(id, s, reason::REQUEST_UNFINISHED, reason::RESPONSE_UNFINISHED, out);
             }
         }
     }
@@ -569,16 +499,8 @@ impl Core {
                     + s.resp.as_ref().map_or(0, |m| m.memory())
             })
             .sum();
-        let pending: usize = self
-            .pending
-            .iter()
-            .flatten()
-            .map(|p| p.buf.capacity())
-            .sum();
-        std::mem::size_of::<Core>()
-            + streams
-            + pending
-            + self.decoders.iter().map(Decoder::memory).sum::<usize>()
+        let pending: usize = self.pending.iter().flatten().map(|p| p.buf.capacity()).sum();
+        std::mem::size_of::<Core>() + streams + pending + self.decoders.iter().map(Decoder::memory).sum::<usize>()
     }
 }
 
@@ -604,10 +526,6 @@ fn fragment<'a>(h: &FrameHeader, payload: &'a [u8], complete: bool) -> Option<&'
     if complete {
         payload.get(start..end)
     } else {
-        Some(
-            payload
-                .get(start..end.min(payload.len()))
-                .unwrap_or_default(),
-        )
+        Some(payload.get(start..end.min(payload.len())).unwrap_or_default())
     }
 }

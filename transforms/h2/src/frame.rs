@@ -63,9 +63,7 @@ impl FrameHeader {
             PUSH_PROMISE => on_stream && self.len >= 4,
             PRIORITY => on_stream && self.len == 5,
             RST_STREAM => on_stream && self.len == 4,
-            SETTINGS => {
-                !on_stream && self.len.is_multiple_of(6) && (!self.has(ACK) || self.len == 0)
-            }
+            SETTINGS => !on_stream && self.len.is_multiple_of(6) && (!self.has(ACK) || self.len == 0),
             PING => !on_stream && self.len == 8,
             GOAWAY => !on_stream && self.len >= 8,
             WINDOW_UPDATE => self.len == 4,

@@ -35,12 +35,7 @@ impl Framing {
                     self.broken = true;
                     return;
                 }
-                let len = u32::from_be_bytes([
-                    self.prefix[1],
-                    self.prefix[2],
-                    self.prefix[3],
-                    self.prefix[4],
-                ]);
+                let len = u32::from_be_bytes([self.prefix[1], self.prefix[2], self.prefix[3], self.prefix[4]]);
                 self.messages = self.messages.saturating_add(1);
                 self.bytes += u64::from(len);
                 self.remaining = u64::from(len);
@@ -66,9 +61,7 @@ impl Framing {
 pub fn split_path(path: &str) -> (String, String) {
     let p = path.strip_prefix('/').unwrap_or(path);
     match p.split_once('/') {
-        Some((svc, method)) if !svc.is_empty() && !method.contains('/') => {
-            (svc.to_string(), method.to_string())
-        }
+        Some((svc, method)) if !svc.is_empty() && !method.contains('/') => (svc.to_string(), method.to_string()),
         _ => (p.to_string(), String::new()),
     }
 }
@@ -82,8 +75,7 @@ pub fn percent_decode(v: &[u8]) -> String {
     let mut i = 0;
     while i < v.len() {
         if v[i] == b'%'
-            && let (Some(h), Some(l)) =
-                (v.get(i + 1).and_then(hexval), v.get(i + 2).and_then(hexval))
+            && let (Some(h), Some(l)) = (v.get(i + 1).and_then(hexval), v.get(i + 2).and_then(hexval))
         {
             out.push(h << 4 | l);
             i += 3;

@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use perisco_engine::event::{ConnInfo, L7Body, L7Message, ProcessInfo};
 
-use crate::frame::{
-    self, ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, PADDED, PREFACE, PRIORITY_FLAG,
-};
+use crate::frame::{self, ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, PADDED, PREFACE, PRIORITY_FLAG};
 use crate::hpack::encoder::Encoder;
 use crate::{Http2Conn, Http2Options, Http2Stats, NotHttp2, Side, reason};
 
@@ -74,11 +72,7 @@ fn play(
 }
 
 /// Run whole, then every single split, then byte by byte; all must agree.
-fn check(
-    start: Start,
-    opts: Http2Options,
-    steps: &[Step],
-) -> (Result<Vec<L7Message>, NotHttp2>, Http2Stats) {
+fn check(start: Start, opts: Http2Options, steps: &[Step]) -> (Result<Vec<L7Message>, NotHttp2>, Http2Stats) {
     let whole = play(start, opts, steps, &|_, b| vec![b.to_vec()]);
     for (j, step) in steps.iter().enumerate() {
         let Step::Feed(_, bytes, _) = step else {
@@ -95,9 +89,7 @@ fn check(
             assert_eq!(split.0, whole.0, "step {j} split at {k}");
         }
     }
-    let bytewise = play(start, opts, steps, &|_, b| {
-        b.iter().map(|&x| vec![x]).collect()
-    });
+    let bytewise = play(start, opts, steps, &|_, b| b.iter().map(|&x| vec![x]).collect());
     assert_eq!(bytewise.0, whole.0, "byte by byte");
     whole
 }
@@ -109,9 +101,7 @@ struct Wire {
 
 impl Wire {
     fn new() -> Wire {
-        Wire {
-            enc: Encoder::new(),
-        }
+        Wire { enc: Encoder::new() }
     }
     fn block(&mut self, headers: &[(&str, &str)]) -> Vec<u8> {
         let mut b = Vec::new();
@@ -146,13 +136,7 @@ fn settings(pairs: &[(u16, u32)]) -> Vec<u8> {
 fn client_start() -> Vec<u8> {
     let mut v = PREFACE.to_vec();
     v.extend(settings(&[(0x3, 100), (0x4, 65535)]));
-    frame::write(
-        &mut v,
-        frame::WINDOW_UPDATE,
-        0,
-        0,
-        &1_000_000u32.to_be_bytes(),
-    );
+    frame::write(&mut v, frame::WINDOW_UPDATE, 0, 0, &1_000_000u32.to_be_bytes());
     v
 }
 
@@ -226,11 +210,7 @@ const GET: &[(&str, &str)] = &[
 h2!(
     simple_get,
     |c, s| vec![
-        Step::Feed(
-            C,
-            cat(&[client_start(), c.headers(1, END_STREAM, GET)]),
-            false
-        ),
+        Step::Feed(C, cat(&[client_start(), c.headers(1, END_STREAM, GET)]), false),
         Step::Feed(
             S,
             cat(&[
@@ -238,11 +218,7 @@ h2!(
                 s.headers(
                     1,
                     0,
-                    &[
-                        (":status", "200"),
-                        ("content-type", "text/html"),
-                        ("server", "nghttpd")
-                    ]
+                    &[(":status", "200"), ("content-type", "text/html"), ("server", "nghttpd")]
                 ),
                 data(1, END_STREAM, b"hello")
             ]),
@@ -266,23 +242,12 @@ h2!(
         assert_eq!(msgs[0].stream_id, Some(1));
         assert_eq!(msgs[0].ts_ns, 1000);
         let p = resp(&msgs[1]);
-        assert_eq!(
-            (p.code, p.body_bytes, p.body.as_deref()),
-            (200, Some(5), None)
-        );
+        assert_eq!((p.code, p.body_bytes, p.body.as_deref()), (200, Some(5), None));
         assert_eq!(hdr(&p.headers, "server"), Some("nghttpd"));
         assert_eq!(msgs[1].ts_ns, 2000);
-        assert!(
-            msgs.iter()
-                .all(|m| m.incomplete.is_empty() && m.grpc.is_none())
-        );
+        assert!(msgs.iter().all(|m| m.incomplete.is_empty() && m.grpc.is_none()));
         assert_eq!(
-            (
-                stats.requests,
-                stats.responses,
-                stats.hpack_errors,
-                stats.frame_errors
-            ),
+            (stats.requests, stats.responses, stats.hpack_errors, stats.frame_errors),
             (1, 1, 0, 0)
         );
     }
@@ -365,10 +330,7 @@ h2!(
                 (Some(1), "200 Some(9) Some(\"body\")".to_string()),
             ]
         );
-        assert_eq!(
-            hdr(&req(&msgs[1]).headers, "x-long").map(str::len),
-            Some(40)
-        );
+        assert_eq!(hdr(&req(&msgs[1]).headers, "x-long").map(str::len), Some(40));
         assert_eq!(stats.frame_errors, 0);
     }
 );
@@ -402,10 +364,7 @@ h2!(
         Step::Feed(C, data(1, END_STREAM, b"def"), false),
         Step::Feed(
             S,
-            cat(&[
-                server_start(),
-                s.headers(1, END_STREAM, &[(":status", "201")])
-            ]),
+            cat(&[server_start(), s.headers(1, END_STREAM, &[(":status", "201")])]),
             false
         ),
     ],
@@ -453,11 +412,7 @@ h2!(
                 S,
                 cat(&[
                     server_start(),
-                    s.headers(
-                        1,
-                        0,
-                        &[(":status", "200"), ("content-type", "application/grpc")],
-                    ),
+                    s.headers(1, 0, &[(":status", "200"), ("content-type", "application/grpc")]),
                     data(1, 0, &grpc_msg(0, b"world!")),
                     s.headers(1, END_STREAM, &[("grpc-status", "0"), ("grpc-message", "")]),
                 ]),
@@ -469,34 +424,19 @@ h2!(
         let msgs = msgs.unwrap();
         assert_eq!(msgs.len(), 2);
         let g = msgs[0].grpc.as_ref().unwrap();
-        assert_eq!(
-            (g.service.as_str(), g.method.as_str()),
-            ("echo.Echo", "Say")
-        );
+        assert_eq!((g.service.as_str(), g.method.as_str()), ("echo.Echo", "Say"));
         assert_eq!(
             (g.request_messages, g.request_bytes, g.status),
             (Some(2), Some(25), None)
         );
         let g = msgs[1].grpc.as_ref().unwrap();
+        assert_eq!((g.service.as_str(), g.method.as_str()), ("echo.Echo", "Say"));
         assert_eq!(
-            (g.service.as_str(), g.method.as_str()),
-            ("echo.Echo", "Say")
-        );
-        assert_eq!(
-            (
-                g.response_messages,
-                g.response_bytes,
-                g.status,
-                g.message.as_deref()
-            ),
+            (g.response_messages, g.response_bytes, g.status, g.message.as_deref()),
             (Some(1), Some(6), Some(0), Some(""))
         );
         let p = resp(&msgs[1]);
-        assert_eq!(
-            hdr(&p.headers, "grpc-status"),
-            Some("0"),
-            "trailers follow the headers"
-        );
+        assert_eq!(hdr(&p.headers, "grpc-status"), Some("0"), "trailers follow the headers");
         assert_eq!(p.body_bytes, Some(11));
         assert_eq!(stats.responses, 1);
     }
@@ -535,10 +475,7 @@ h2!(
     |msgs, _stats| {
         let msgs = msgs.unwrap();
         let g = msgs[1].grpc.as_ref().unwrap();
-        assert_eq!(
-            (g.status, g.message.as_deref()),
-            (Some(5), Some("no such key: ✓"))
-        );
+        assert_eq!((g.status, g.message.as_deref()), (Some(5), Some("no such key: ✓")));
         assert_eq!(g.response_messages, Some(0));
         assert!(msgs[1].incomplete.is_empty());
     }
@@ -548,13 +485,7 @@ h2!(
     rst_stream_marks_and_placeholder,
     |c, s| {
         let mut rst_cancel = Vec::new();
-        frame::write(
-            &mut rst_cancel,
-            frame::RST_STREAM,
-            0,
-            3,
-            &8u32.to_be_bytes(),
-        );
+        frame::write(&mut rst_cancel, frame::RST_STREAM, 0, 3, &8u32.to_be_bytes());
         let mut rst_srv = Vec::new();
         frame::write(&mut rst_srv, frame::RST_STREAM, 0, 1, &2u32.to_be_bytes());
         vec![
@@ -591,11 +522,7 @@ h2!(
         assert_eq!(msgs[2].incomplete, vec![reason::RESPONSE_RESET]);
         assert!(msgs[2].grpc.is_some());
         assert_eq!(
-            (
-                msgs[3].stream_id,
-                resp(&msgs[3]).code,
-                resp(&msgs[3]).body_bytes
-            ),
+            (msgs[3].stream_id, resp(&msgs[3]).code, resp(&msgs[3]).body_bytes),
             (Some(1), 200, Some(3))
         );
         assert_eq!(msgs[3].incomplete, vec![reason::RESPONSE_RESET]);
@@ -624,11 +551,7 @@ h2!(
             ]),
             false
         ),
-        Step::Feed(
-            S,
-            cat(&[server_start(), s.headers(1, 0, &[(":status", "100")])]),
-            false
-        ),
+        Step::Feed(S, cat(&[server_start(), s.headers(1, 0, &[(":status", "100")])]), false),
         Step::Feed(C, data(1, END_STREAM, b"x"), false),
         Step::Feed(S, s.headers(1, END_STREAM, &[(":status", "204")]), false),
     ],
@@ -678,11 +601,7 @@ h2!(
             ),
             Step::Feed(
                 C,
-                c.headers(
-                    5,
-                    END_STREAM,
-                    &[(":method", "GET"), (":path", "/b"), ("x-new", "n")],
-                ),
+                c.headers(5, END_STREAM, &[(":method", "GET"), (":path", "/b"), ("x-new", "n")]),
                 false,
             ),
             Step::Feed(
@@ -711,10 +630,7 @@ h2!(
         assert!(msgs[2].incomplete.is_empty());
         assert_eq!(hdr(&resp(&msgs[3]).headers, "x-fresh"), Some("f"));
         assert!(msgs[3].incomplete.is_empty());
-        assert_eq!(
-            stats.hpack_errors, 0,
-            "unknown indexes mid-connection are not errors"
-        );
+        assert_eq!(stats.hpack_errors, 0, "unknown indexes mid-connection are not errors");
         assert!(stats.hpack_unknown_indexes >= 3);
     }
 );
@@ -723,11 +639,7 @@ h2!(
     upgraded_stream_one_response_only,
     start = Start::Upgraded,
     |c, s| vec![
-        Step::Feed(
-            C,
-            cat(&[client_start(), c.headers(3, END_STREAM, GET)]),
-            false
-        ),
+        Step::Feed(C, cat(&[client_start(), c.headers(3, END_STREAM, GET)]), false),
         Step::Feed(
             S,
             cat(&[
@@ -745,10 +657,7 @@ h2!(
             .iter()
             .map(|m| (m.stream_id, matches!(m.body, L7Body::Request(_))))
             .collect();
-        assert_eq!(
-            got,
-            vec![(Some(3), true), (Some(1), false), (Some(3), false)]
-        );
+        assert_eq!(got, vec![(Some(3), true), (Some(1), false), (Some(3), false)]);
         assert_eq!(resp(&msgs[1]).body_bytes, Some(2));
     }
 );
@@ -867,11 +776,7 @@ h2!(
         vec![
             Step::Feed(
                 C,
-                cat(&[
-                    client_start(),
-                    c.headers(1, 0, GRPC_REQ),
-                    d[..9 + 100].to_vec(),
-                ]),
+                cat(&[client_start(), c.headers(1, 0, GRPC_REQ), d[..9 + 100].to_vec()]),
                 false,
             ),
             Step::Skip(C, 400),
@@ -906,11 +811,7 @@ h2!(
 
 h2!(
     not_http2_client,
-    |c, s| vec![Step::Feed(
-        C,
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
-        false
-    )],
+    |c, s| vec![Step::Feed(C, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), false)],
     |msgs, _stats| {
         assert_eq!(msgs, Err(NotHttp2));
     }
@@ -977,11 +878,7 @@ h2!(
         sv.extend(s.headers(2, 0, &[(":status", "200"), ("content-type", "text/css")]));
         sv.extend(data(2, END_STREAM, b"a{}"));
         // Uses the entry the PUSH_PROMISE added to the server's table.
-        sv.extend(s.headers(
-            3,
-            END_STREAM,
-            &[(":status", "200"), (":path", "/pushed.css")],
-        ));
+        sv.extend(s.headers(3, END_STREAM, &[(":status", "200"), (":path", "/pushed.css")]));
         vec![
             Step::Feed(
                 C,
@@ -1000,11 +897,7 @@ h2!(
         assert_eq!(msgs.len(), 4);
         assert!(msgs.iter().all(|m| m.incomplete.is_empty()));
         assert_eq!(
-            (
-                stats.push_promises,
-                stats.pushed_responses,
-                stats.hpack_errors
-            ),
+            (stats.push_promises, stats.pushed_responses, stats.hpack_errors),
             (1, 1, 0)
         );
     }
@@ -1027,11 +920,7 @@ h2!(
             S,
             cat(&[
                 server_start(),
-                s.headers(
-                    1,
-                    0,
-                    &[(":status", "200"), ("content-type", "application/grpc")]
-                ),
+                s.headers(1, 0, &[(":status", "200"), ("content-type", "application/grpc")]),
                 data(1, 0, &grpc_msg(0, b"bb"))
             ]),
             false
@@ -1042,12 +931,7 @@ h2!(
         let msgs = msgs.unwrap();
         let got: Vec<(Option<u32>, Vec<String>)> = msgs
             .iter()
-            .map(|m| {
-                (
-                    m.stream_id,
-                    m.incomplete.iter().map(|r| r.to_string()).collect(),
-                )
-            })
+            .map(|m| (m.stream_id, m.incomplete.iter().map(|r| r.to_string()).collect()))
             .collect();
         assert_eq!(
             got,
@@ -1113,10 +997,7 @@ h2!(
     |msgs, _stats| {
         let msgs = msgs.unwrap();
         let r = req(&msgs[0]);
-        assert_eq!(
-            r.headers.iter().map(|h| h.key.as_str()).collect::<Vec<_>>(),
-            ["a"]
-        );
+        assert_eq!(r.headers.iter().map(|h| h.key.as_str()).collect::<Vec<_>>(), ["a"]);
         assert_eq!(msgs[0].incomplete, vec![reason::HEADERS_TOO_LARGE]);
     }
 );
@@ -1124,11 +1005,7 @@ h2!(
 h2!(
     garbage_after_confirmation_resyncs,
     |c, s| vec![
-        Step::Feed(
-            C,
-            cat(&[client_start(), c.headers(1, END_STREAM, GET)]),
-            false
-        ),
+        Step::Feed(C, cat(&[client_start(), c.headers(1, END_STREAM, GET)]), false),
         Step::Feed(
             S,
             cat(&[

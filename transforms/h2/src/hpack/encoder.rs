@@ -51,11 +51,7 @@ impl Encoder {
 
     /// Encode a header list: indexed when the pair is known, otherwise a literal with
     /// incremental indexing (never-indexed for authorization and cookie values).
-    pub fn encode<'a>(
-        &mut self,
-        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
-        dst: &mut Vec<u8>,
-    ) {
+    pub fn encode<'a>(&mut self, headers: impl IntoIterator<Item = (&'a str, &'a str)>, dst: &mut Vec<u8>) {
         for (n, v) in headers {
             let how = if n == "authorization" || n == "cookie" {
                 Indexing::Never

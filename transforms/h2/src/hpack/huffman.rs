@@ -226,9 +226,7 @@ mod tests {
     #[test]
     fn rfc_sample_string() {
         // C.4.1: "www.example.com"
-        let enc = [
-            0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff,
-        ];
+        let enc = [0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff];
         let mut dec = Vec::new();
         decode(&enc, &mut dec).unwrap();
         assert_eq!(dec, b"www.example.com");
@@ -240,10 +238,7 @@ mod tests {
         // A full byte of padding (8 one-bits) is too long.
         assert_eq!(decode(&[0xff], &mut out), Err(InvalidHuffman));
         // EOS itself (30 ones) encoded.
-        assert_eq!(
-            decode(&[0xff, 0xff, 0xff, 0xff], &mut out),
-            Err(InvalidHuffman)
-        );
+        assert_eq!(decode(&[0xff, 0xff, 0xff, 0xff], &mut out), Err(InvalidHuffman));
         // Padding with a zero bit: '0' is 00000, then 000 padding.
         assert_eq!(decode(&[0x00], &mut out), Err(InvalidHuffman));
         out.clear();

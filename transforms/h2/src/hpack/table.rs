@@ -93,8 +93,7 @@ impl Entry {
     }
 
     pub fn name(&self) -> Option<&[u8]> {
-        self.name_known
-            .then(|| &self.bytes[..self.name_len as usize])
+        self.name_known.then(|| &self.bytes[..self.name_len as usize])
     }
 
     pub fn value(&self) -> &[u8] {

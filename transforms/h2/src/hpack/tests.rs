@@ -69,12 +69,7 @@ rfc_sequence!(
 rfc_sequence!(
     c2_2_literal_without_indexing,
     table_size = 4096,
-    [(
-        "040c 2f73 616d 706c 652f 7061 7468",
-        [(":path", "/sample/path")],
-        [],
-        0
-    )]
+    [("040c 2f73 616d 706c 652f 7061 7468", [(":path", "/sample/path")], [], 0)]
 );
 
 rfc_sequence!(
@@ -88,11 +83,7 @@ rfc_sequence!(
     )]
 );
 
-rfc_sequence!(
-    c2_4_indexed,
-    table_size = 4096,
-    [("82", [(":method", "GET")], [], 0)]
-);
+rfc_sequence!(c2_4_indexed, table_size = 4096, [("82", [(":method", "GET")], [], 0)]);
 
 rfc_sequence!(
     c3_requests_without_huffman,
@@ -118,10 +109,7 @@ rfc_sequence!(
                 (":authority", "www.example.com"),
                 ("cache-control", "no-cache")
             ],
-            [
-                ("cache-control", "no-cache"),
-                (":authority", "www.example.com")
-            ],
+            [("cache-control", "no-cache"), (":authority", "www.example.com")],
             110
         ),
         (
@@ -167,10 +155,7 @@ rfc_sequence!(
                 (":authority", "www.example.com"),
                 ("cache-control", "no-cache")
             ],
-            [
-                ("cache-control", "no-cache"),
-                (":authority", "www.example.com")
-            ],
+            [("cache-control", "no-cache"), (":authority", "www.example.com")],
             110
         ),
         (
@@ -197,29 +182,60 @@ const DATE2: &str = "Mon, 21 Oct 2013 20:13:22 GMT";
 const LOC: &str = "https://www.example.com";
 const COOKIE: &str = "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1";
 
-rfc_sequence!(c5_responses_without_huffman, table_size = 256, [
-    (
-        "4803 3330 3258 0770 7269 7661 7465 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133
+rfc_sequence!(
+    c5_responses_without_huffman,
+    table_size = 256,
+    [
+        (
+            "4803 3330 3258 0770 7269 7661 7465 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133
          2032 303a 3133 3a32 3120 474d 546e 1768 7474 7073 3a2f 2f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
-        [(":status", "302"), ("cache-control", "private"), ("date", DATE1), ("location", LOC)],
-        [("location", LOC), ("date", DATE1), ("cache-control", "private"), (":status", "302")],
-        222
-    ),
-    (
-        "4803 3330 37c1 c0bf",
-        [(":status", "307"), ("cache-control", "private"), ("date", DATE1), ("location", LOC)],
-        [(":status", "307"), ("location", LOC), ("date", DATE1), ("cache-control", "private")],
-        222
-    ),
-    (
-        "88c1 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133 2032 303a 3133 3a32 3220 474d
+            [
+                (":status", "302"),
+                ("cache-control", "private"),
+                ("date", DATE1),
+                ("location", LOC)
+            ],
+            [
+                ("location", LOC),
+                ("date", DATE1),
+                ("cache-control", "private"),
+                (":status", "302")
+            ],
+            222
+        ),
+        (
+            "4803 3330 37c1 c0bf",
+            [
+                (":status", "307"),
+                ("cache-control", "private"),
+                ("date", DATE1),
+                ("location", LOC)
+            ],
+            [
+                (":status", "307"),
+                ("location", LOC),
+                ("date", DATE1),
+                ("cache-control", "private")
+            ],
+            222
+        ),
+        (
+            "88c1 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133 2032 303a 3133 3a32 3220 474d
          54c0 5a04 677a 6970 7738 666f 6f3d 4153 444a 4b48 514b 425a 584f 5157 454f 5049
          5541 5851 5745 4f49 553b 206d 6178 2d61 6765 3d33 3630 303b 2076 6572 7369 6f6e 3d31",
-        [(":status", "200"), ("cache-control", "private"), ("date", DATE2), ("location", LOC), ("content-encoding", "gzip"), ("set-cookie", COOKIE)],
-        [("set-cookie", COOKIE), ("content-encoding", "gzip"), ("date", DATE2)],
-        215
-    ),
-]);
+            [
+                (":status", "200"),
+                ("cache-control", "private"),
+                ("date", DATE2),
+                ("location", LOC),
+                ("content-encoding", "gzip"),
+                ("set-cookie", COOKIE)
+            ],
+            [("set-cookie", COOKIE), ("content-encoding", "gzip"), ("date", DATE2)],
+            215
+        ),
+    ]
+);
 
 rfc_sequence!(
     c6_responses_with_huffman,
@@ -270,11 +286,7 @@ rfc_sequence!(
                 ("content-encoding", "gzip"),
                 ("set-cookie", COOKIE)
             ],
-            [
-                ("set-cookie", COOKIE),
-                ("content-encoding", "gzip"),
-                ("date", DATE2)
-            ],
+            [("set-cookie", COOKIE), ("content-encoding", "gzip"), ("date", DATE2)],
             215
         ),
     ]
@@ -310,10 +322,7 @@ fn integer_overflow_and_truncation() {
         Err(HpackError::IntegerOverflow)
     );
     let mut pos = 0;
-    assert_eq!(
-        integer(&[0x7f, 0x80], &mut pos, 7),
-        Err(HpackError::Truncated)
-    );
+    assert_eq!(integer(&[0x7f, 0x80], &mut pos, 7), Err(HpackError::Truncated));
     let mut pos = 0;
     // Largest value: 2^32 - 1.
     let mut enc = Vec::new();
@@ -426,10 +435,7 @@ fn hard_errors_stop_after_delivering_earlier_fields() {
     let (got, st) = decode(&mut d, &[0x82, 0x80]);
     assert_eq!(got.len(), 1);
     assert_eq!(st.error, Some(HpackError::ZeroIndex));
-    let (got, st) = decode(
-        &mut d,
-        &[0x82, 0x40, 0x85, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, b'v'],
-    );
+    let (got, st) = decode(&mut d, &[0x82, 0x40, 0x85, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, b'v']);
     assert_eq!(got.len(), 1);
     assert_eq!(st.error, Some(HpackError::Huffman));
     // Truncated in the middle of a literal (C.3.1 cut short).
@@ -470,10 +476,7 @@ fn encoder_round_trips_through_decoder() {
         enc.encode(list.iter().copied(), &mut block);
         let (got, st) = decode(&mut d, &block);
         assert_eq!(st, BlockStatus::default());
-        let want: Vec<(String, String)> = list
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
+        let want: Vec<(String, String)> = list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
         assert_eq!(got, want);
     }
 }
