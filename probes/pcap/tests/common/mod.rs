@@ -153,7 +153,7 @@ pub fn pcap_file(linktype: u32, nanos: bool, packets: &[(u64, Vec<u8>)]) -> Vec<
 }
 
 fn pad4(v: &mut Vec<u8>) {
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
 }
