@@ -7,7 +7,6 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use perisco_h2::hpack::Decoder;
-use perisco_h2::hpack::encoder::Encoder;
 use perisco_h2::{Http2Conn, Http2Options};
 
 mod common;
@@ -34,26 +33,8 @@ fn bench_exchanges(cr: &mut Criterion) {
 }
 
 fn bench_hpack(cr: &mut Criterion) {
-    let list: &[(&str, &str)] = &[
-        (":method", "GET"),
-        (":scheme", "http"),
-        (":path", "/api/v1/orders/10042?expand=items"),
-        (":authority", "orders.shop.svc.cluster.local"),
-        (
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
-        ),
-        ("accept", "application/json"),
-        ("accept-encoding", "gzip, deflate, br"),
-        ("accept-language", "en-US,en;q=0.9"),
-        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-        ("x-request-id", "5f1c2c1e-8f3a-4c7e-9a51-1d2b3c4d5e6f"),
-    ];
-    let mut enc = Encoder::new();
-    let mut first = Vec::new();
-    enc.encode(list.iter().copied(), &mut first);
-    let mut repeat = Vec::new();
-    enc.encode(list.iter().copied(), &mut repeat);
+    let list = common::REQUEST_HEADERS;
+    let (first, repeat) = common::request_blocks();
     let mut g = cr.benchmark_group("hpack");
     g.throughput(Throughput::Elements(list.len() as u64));
     g.bench_function("first_block_huffman_literals_per_header", |b| {

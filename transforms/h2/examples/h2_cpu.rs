@@ -6,6 +6,7 @@
 
 use std::hint::black_box;
 
+use perisco_h2::hpack::Decoder;
 use perisco_h2::{Http2Conn, Http2Options};
 
 #[path = "../benches/common/mod.rs"]
@@ -27,6 +28,7 @@ fn main() {
         let start_cpu = cpu_ns();
         let start_wall = std::time::Instant::now();
         let mut messages = 0usize;
+        let mut state = 0usize;
         for _ in 0..rounds {
             let mut conn = Http2Conn::new(info(), Http2Options::default());
             let mut out = Vec::with_capacity(2 * EXCHANGES as usize);
@@ -34,6 +36,7 @@ fn main() {
                 conn.feed(*side, b, ts as u64, false, &mut out).unwrap();
             }
             messages += out.len();
+            state = conn.state_bytes();
             black_box(out);
         }
         let cpu = (cpu_ns() - start_cpu) as f64 / 1e9;
@@ -41,12 +44,36 @@ fn main() {
         let exchanges = f64::from(rounds) * f64::from(EXCHANGES);
         assert_eq!(messages as f64, 2.0 * exchanges);
         println!(
-            "{name}: {:.0} exchanges/s per CPU-second ({:.0}/s wall), {:.2} µs CPU per exchange, {:.0} MB/s, {} exchanges",
+            "{name}: {:.0} exchanges/s per CPU-second ({:.0}/s wall), {:.2} µs CPU per exchange, {:.0} MB/s, {} exchanges, {} bytes of state after them",
             exchanges / cpu,
             exchanges / wall,
             cpu * 1e6 / exchanges,
             (bytes as f64 * f64::from(rounds)) / cpu / 1e6,
-            exchanges
+            exchanges,
+            state
         );
     }
+    let (first, repeat) = common::request_blocks();
+    let fields = common::REQUEST_HEADERS.len() as f64;
+    let n = 200_000u32;
+    let t = cpu_ns();
+    for _ in 0..n {
+        let mut d = Decoder::new();
+        d.decode(black_box(&first), |f| {
+            black_box(f);
+        });
+    }
+    let first_ns = (cpu_ns() - t) as f64 / f64::from(n) / fields;
+    let mut warm = Decoder::new();
+    warm.decode(&first, |_| {});
+    let t = cpu_ns();
+    for _ in 0..n {
+        warm.decode(black_box(&repeat), |f| {
+            black_box(f);
+        });
+    }
+    let repeat_ns = (cpu_ns() - t) as f64 / f64::from(n) / fields;
+    println!(
+        "hpack: {first_ns:.0} ns CPU per header (first block: Huffman literals, table inserts), {repeat_ns:.1} ns per header (dynamic table hits)"
+    );
 }

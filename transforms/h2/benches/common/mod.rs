@@ -133,3 +133,30 @@ pub fn conversation(grpc: bool) -> Vec<(Side, Vec<u8>)> {
     }
     chunks
 }
+
+/// A browser-like request header list (Huffman literals on first use, dynamic hits after).
+pub const REQUEST_HEADERS: &[(&str, &str)] = &[
+    (":method", "GET"),
+    (":scheme", "http"),
+    (":path", "/api/v1/orders/10042?expand=items"),
+    (":authority", "orders.shop.svc.cluster.local"),
+    (
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+    ),
+    ("accept", "application/json"),
+    ("accept-encoding", "gzip, deflate, br"),
+    ("accept-language", "en-US,en;q=0.9"),
+    ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    ("x-request-id", "5f1c2c1e-8f3a-4c7e-9a51-1d2b3c4d5e6f"),
+];
+
+/// (first block: literals with incremental indexing, repeat block: all indexed).
+pub fn request_blocks() -> (Vec<u8>, Vec<u8>) {
+    let mut enc = Encoder::new();
+    let mut first = Vec::new();
+    enc.encode(REQUEST_HEADERS.iter().copied(), &mut first);
+    let mut repeat = Vec::new();
+    enc.encode(REQUEST_HEADERS.iter().copied(), &mut repeat);
+    (first, repeat)
+}

@@ -139,21 +139,24 @@ pub struct InvalidHuffman;
 pub fn decode(src: &[u8], dst: &mut Vec<u8>) -> Result<(), InvalidHuffman> {
     dst.reserve(src.len() + src.len() / 2 + 1);
     let mut state = 0usize;
-    let mut accept = true;
+    let mut last = ACCEPT;
     for &byte in src {
-        for nibble in [byte >> 4, byte & 0x0f] {
-            let e = FSM[state][nibble as usize];
-            if e & FAIL != 0 {
-                return Err(InvalidHuffman);
-            }
-            if e & EMIT != 0 {
-                dst.push(e as u8);
-            }
-            state = (e >> 16) as usize;
-            accept = e & ACCEPT != 0;
+        // Masks keep the indexes provably in range (no bounds checks in the loop).
+        let hi = FSM[state & 0xff][usize::from(byte >> 4)];
+        let lo = FSM[(hi >> 16) as usize & 0xff][usize::from(byte & 0x0f)];
+        if (hi | lo) & FAIL != 0 {
+            return Err(InvalidHuffman);
         }
+        if hi & EMIT != 0 {
+            dst.push(hi as u8);
+        }
+        if lo & EMIT != 0 {
+            dst.push(lo as u8);
+        }
+        state = (lo >> 16) as usize;
+        last = lo;
     }
-    if accept { Ok(()) } else { Err(InvalidHuffman) }
+    if last & ACCEPT != 0 { Ok(()) } else { Err(InvalidHuffman) }
 }
 
 /// Length in bytes of `src` once Huffman-encoded.
