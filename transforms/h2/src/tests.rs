@@ -1076,3 +1076,174 @@ fn arbitrary_bytes_never_panic() {
         conn.close(5, &mut out);
     }
 }
+
+h2!(
+    gap_then_tiny_chunk_keeps_first_offset,
+    |c, s| {
+        let next = s.headers(3, END_STREAM, &[(":status", "200")]);
+        vec![
+            Step::Feed(
+                C,
+                cat(&[
+                    client_start(),
+                    c.headers(1, END_STREAM, GET),
+                    c.headers(3, END_STREAM, GET),
+                ]),
+                false,
+            ),
+            Step::Feed(S, cat(&[server_start(), s.headers(1, 0, &[(":status", "200")])]), false),
+            Step::Gap(S),
+            // The first write after the gap arrives in pieces smaller than a frame header.
+            Step::Feed(S, next[..4].to_vec(), false),
+            Step::Feed(S, next[4..].to_vec(), false),
+        ]
+    },
+    |msgs, stats| {
+        let msgs = msgs.unwrap();
+        let got: Vec<(Option<u32>, u16)> = msgs
+            .iter()
+            .filter_map(|m| match &m.body {
+                L7Body::Response(r) => Some((m.stream_id, r.code)),
+                _ => None,
+            })
+            .collect();
+        // Stream 3's response is found right after the gap; stream 1's stays open (its END_STREAM was lost).
+        assert_eq!(got, vec![(Some(3), 200)]);
+        assert_eq!((stats.resyncs, stats.resync_skipped_bytes), (1, 0));
+    }
+);
+
+h2!(
+    gap_cuts_pending_continuation,
+    |c, s| {
+        let b = c.block(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/cont"),
+            (":authority", "example.com"),
+            ("x-a", "1"),
+            ("x-b", "2"),
+        ]);
+        let mut cl = client_start();
+        frame::write(&mut cl, HEADERS, END_STREAM, 1, &b[..b.len() - 4]);
+        vec![
+            Step::Feed(C, cl, false),
+            Step::Gap(C),
+            Step::Feed(
+                S,
+                cat(&[server_start(), s.headers(1, END_STREAM, &[(":status", "200")])]),
+                false,
+            ),
+        ]
+    },
+    |msgs, _stats| {
+        let msgs = msgs.unwrap();
+        assert_eq!(msgs.len(), 2);
+        let r = req(&msgs[0]);
+        assert_eq!(r.url, "/cont");
+        assert_eq!(msgs[0].incomplete, vec![reason::REQUEST_TRUNCATED]);
+        assert!(msgs[1].incomplete.is_empty());
+    }
+);
+
+h2!(
+    truncated_data_with_end_stream_still_ends,
+    |c, s| {
+        let d = data(1, END_STREAM, &[b'q'; 200]);
+        vec![
+            Step::Feed(
+                C,
+                cat(&[
+                    client_start(),
+                    c.headers(
+                        1,
+                        0,
+                        &[
+                            (":method", "POST"),
+                            (":scheme", "http"),
+                            (":path", "/up"),
+                            (":authority", "x"),
+                        ],
+                    ),
+                    d[..50].to_vec(),
+                ]),
+                true,
+            ),
+            Step::Feed(
+                S,
+                cat(&[server_start(), s.headers(1, END_STREAM, &[(":status", "413")])]),
+                false,
+            ),
+        ]
+    },
+    |msgs, stats| {
+        let msgs = msgs.unwrap();
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(req(&msgs[0]).body_bytes, Some(200), "counted from the frame header");
+        assert_eq!(msgs[0].incomplete, vec![reason::REQUEST_GAP]);
+        assert_eq!(resp(&msgs[1]).code, 413);
+        assert_eq!(stats.gaps, 1);
+    }
+);
+
+h2!(
+    skip_past_the_frame_is_a_gap,
+    |c, s| {
+        let d = data(1, 0, &[b'q'; 100]);
+        vec![
+            Step::Feed(
+                C,
+                cat(&[
+                    client_start(),
+                    c.headers(
+                        1,
+                        0,
+                        &[
+                            (":method", "POST"),
+                            (":scheme", "http"),
+                            (":path", "/up"),
+                            (":authority", "x"),
+                        ],
+                    ),
+                    d[..30].to_vec(),
+                ]),
+                false,
+            ),
+            Step::Skip(C, 500),
+            Step::Feed(C, data(1, END_STREAM, b"z"), false),
+            Step::Feed(
+                S,
+                cat(&[server_start(), s.headers(1, END_STREAM, &[(":status", "200")])]),
+                false,
+            ),
+        ]
+    },
+    |msgs, stats| {
+        let msgs = msgs.unwrap();
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(req(&msgs[0]).body_bytes, Some(101));
+        assert_eq!(msgs[0].incomplete, vec![reason::REQUEST_GAP]);
+        assert_eq!(stats.gaps, 1);
+    }
+);
+
+#[test]
+fn state_is_bounded_under_many_streams_and_big_headers() {
+    let mut c = Wire::new();
+    let opts = Http2Options {
+        max_streams: 16,
+        ..Default::default()
+    };
+    let mut conn = Http2Conn::new(conn_info(), opts);
+    let mut out = Vec::new();
+    conn.feed(C, &client_start(), 1, false, &mut out).unwrap();
+    let big = "v".repeat(1000);
+    for n in 0..500u32 {
+        let hs = c.headers(2 * n + 1, 0, &[(":method", "POST"), (":path", "/x"), ("x-big", &big)]);
+        conn.feed(C, &hs, 2, false, &mut out).unwrap();
+    }
+    assert_eq!(conn.stats().streams_evicted, 500 - 16);
+    assert!(conn.state_bytes() < 16 * 4096 + 64 * 1024, "{}", conn.state_bytes());
+    conn.close(3, &mut out);
+    assert_eq!(out.len(), 500);
+}
