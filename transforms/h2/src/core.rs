@@ -44,8 +44,9 @@ pub struct PendingBlock {
 
 #[derive(Debug, Default)]
 pub struct Stream {
-    pub req: Option<Box<Msg>>,
-    pub resp: Option<Box<Msg>>,
+    // Inline rather than boxed: two allocations fewer per exchange.
+    pub req: Option<Msg>,
+    pub resp: Option<Msg>,
     /// The request was emitted (or is not ours to emit: upgrade, or never seen).
     pub req_done: bool,
     pub resp_done: bool,
@@ -283,7 +284,7 @@ impl Core {
                 if b.grpc {
                     s.call = Some(grpc::split_path(b.path.as_deref().unwrap_or("")));
                 }
-                s.req = Some(Box::new(Msg::new(Kind::Request, ts, b, false)));
+                s.req = Some(Msg::new(Kind::Request, ts, b, false));
             }
             Some(m) => m.merge(b),
         }
@@ -315,7 +316,7 @@ impl Core {
                     return;
                 }
                 let grpc_call = s.call.is_some();
-                s.resp = Some(Box::new(Msg::new(Kind::Response, ts, b, grpc_call)));
+                s.resp = Some(Msg::new(Kind::Response, ts, b, grpc_call));
             }
             Some(m) => m.merge(b),
         }
@@ -406,7 +407,7 @@ impl Core {
         if !s.resp_done {
             match s.resp.as_mut() {
                 Some(m) => m.mark(reason::RESPONSE_RESET),
-                None => s.resp = Some(Box::new(Msg::reset_placeholder(ts, s.call.is_some()))),
+                None => s.resp = Some(Msg::reset_placeholder(ts, s.call.is_some())),
             }
         }
         self.finish(Side::Server, id, out);
@@ -415,8 +416,8 @@ impl Core {
     pub fn msg_mut(&mut self, side: Side, id: u32) -> Option<&mut Msg> {
         let s = self.streams.get_mut(&id)?;
         match side {
-            Side::Client => s.req.as_deref_mut(),
-            Side::Server => s.resp.as_deref_mut(),
+            Side::Client => s.req.as_mut(),
+            Side::Server => s.resp.as_mut(),
         }
     }
 
@@ -465,8 +466,8 @@ impl Core {
     pub fn mark_open(&mut self, side: Side) {
         for s in self.streams.values_mut() {
             let m = match side {
-                Side::Client => s.req.as_deref_mut(),
-                Side::Server => s.resp.as_deref_mut(),
+                Side::Client => s.req.as_mut(),
+                Side::Server => s.resp.as_mut(),
             };
             if let Some(m) = m {
                 m.mark_gap();

@@ -234,8 +234,9 @@ impl Msg {
         }
     }
 
+    /// Heap bytes held (the struct itself lives inline in its stream).
     pub fn memory(&self) -> usize {
-        std::mem::size_of::<Msg>() + self.memory + self.body.capacity() + self.method.capacity() + self.path.capacity()
+        self.memory + self.body.capacity() + self.method.capacity() + self.path.capacity()
     }
 
     /// The message to emit. `call` is the gRPC (service, method) of the stream, when known.

@@ -156,7 +156,11 @@ pub fn decode(src: &[u8], dst: &mut Vec<u8>) -> Result<(), InvalidHuffman> {
         state = (lo >> 16) as usize;
         last = lo;
     }
-    if last & ACCEPT != 0 { Ok(()) } else { Err(InvalidHuffman) }
+    if last & ACCEPT != 0 {
+        Ok(())
+    } else {
+        Err(InvalidHuffman)
+    }
 }
 
 /// Length in bytes of `src` once Huffman-encoded.
