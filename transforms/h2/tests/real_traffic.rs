@@ -20,16 +20,12 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn expected(name: &str) -> Vec<Value> {
-    let text =
-        std::fs::read_to_string(fixture(&format!("{name}.expected.json"))).expect("expected.json");
+    let text = std::fs::read_to_string(fixture(&format!("{name}.expected.json"))).expect("expected.json");
     serde_json::from_str(&text).expect("expected json")
 }
 
 fn tshark(args: &[&str]) -> String {
-    let out = Command::new("tshark")
-        .args(args)
-        .output()
-        .expect("run tshark");
+    let out = Command::new("tshark").args(args).output().expect("run tshark");
     assert!(
         out.status.success(),
         "tshark {args:?}: {}",
@@ -76,15 +72,10 @@ fn segments(pcap: &Path, server_port: u16) -> BTreeMap<u32, Vec<Segment>> {
     for line in out.lines() {
         let f: Vec<&str> = line.split('\t').collect();
         let (secs, frac) = f[1].split_once('.').unwrap();
-        let ts_ns = secs.parse::<u64>().unwrap() * 1_000_000_000
-            + format!("{frac:0<9}")[..9].parse::<u64>().unwrap();
+        let ts_ns = secs.parse::<u64>().unwrap() * 1_000_000_000 + format!("{frac:0<9}")[..9].parse::<u64>().unwrap();
         let src: u16 = f[2].parse().unwrap();
         let dst: u16 = f[3].parse().unwrap();
-        let side = if src == server_port {
-            Side::Server
-        } else {
-            Side::Client
-        };
+        let side = if src == server_port { Side::Server } else { Side::Client };
         let client_port = if side == Side::Server { dst } else { src };
         map.entry(f[0].parse().unwrap()).or_default().push(Segment {
             ts_ns,
@@ -176,27 +167,19 @@ fn parse(pcap: &Path, server_port: u16, upgrade: bool) -> Parsed {
                     .expect("HTTP/2 after the upgrade");
                 continue;
             }
-            c.feed(s.side, bytes, s.ts_ns, false, &mut out)
-                .expect("HTTP/2");
+            c.feed(s.side, bytes, s.ts_ns, false, &mut out).expect("HTTP/2");
             bytes = &[];
             let _ = bytes;
         }
         c.close(last_ts, &mut out);
         let st = c.stats();
         assert_eq!(
-            (
-                st.frame_errors,
-                st.hpack_errors,
-                st.hpack_unknown_indexes,
-                st.gaps
-            ),
+            (st.frame_errors, st.hpack_errors, st.hpack_unknown_indexes, st.gaps),
             (0, 0, 0, 0),
             "stats of {}: {st:?}",
             pcap.display()
         );
-        parsed
-            .messages
-            .extend(out.into_iter().map(|m| (tcp_stream, m)));
+        parsed.messages.extend(out.into_iter().map(|m| (tcp_stream, m)));
     }
     parsed
 }
@@ -280,17 +263,11 @@ fn theirs(pcap: &Path, server_port: u16, upgrade: bool) -> Vec<Seen> {
                         (s("http2.header.name"), s("http2.header.value"))
                     })
                     .collect();
-                if list
-                    .iter()
-                    .any(|(n, v)| n == ":status" && v.starts_with('1'))
-                {
+                if list.iter().any(|(n, v)| n == ":status" && v.starts_with('1')) {
                     continue;
                 }
                 list.retain(|(n, _)| n != ":scheme" && n != ":protocol");
-                merged
-                    .entry((tcp_stream, from_server, id))
-                    .or_default()
-                    .extend(list);
+                merged.entry((tcp_stream, from_server, id)).or_default().extend(list);
             }
         }
     }
@@ -341,11 +318,8 @@ fn exchanges(parsed: &Parsed, exp: &[Value]) -> (Vec<String>, Vec<String>) {
     for (tcp, m) in &parsed.messages {
         if let L7Body::Request(r) = &m.body {
             assert!(
-                reqs.insert(
-                    (*tcp, m.stream_id.unwrap()),
-                    (r.method.clone(), r.url.clone(), m.ts_ns)
-                )
-                .is_none(),
+                reqs.insert((*tcp, m.stream_id.unwrap()), (r.method.clone(), r.url.clone(), m.ts_ns))
+                    .is_none(),
                 "request twice"
             );
         }
@@ -356,15 +330,11 @@ fn exchanges(parsed: &Parsed, exp: &[Value]) -> (Vec<String>, Vec<String>) {
             let (method, url, req_ts) = reqs
                 .remove(&(*tcp, m.stream_id.unwrap()))
                 .expect("a request for every response");
-            assert!(
-                req_ts == 0 || m.ts_ns >= req_ts,
-                "latency must not be negative"
-            );
+            assert!(req_ts == 0 || m.ts_ns >= req_ts, "latency must not be negative");
             assert!(m.incomplete.is_empty(), "{:?}", m.incomplete);
             let g = m.grpc.as_ref().map(|g| {
                 // Like the client: message counts only for successful calls.
-                let n =
-                    (g.status == Some(0)).then_some(u64::from(g.response_messages.unwrap_or(0)));
+                let n = (g.status == Some(0)).then_some(u64::from(g.response_messages.unwrap_or(0)));
                 (
                     u64::from(g.status.expect("grpc-status")),
                     g.message.as_deref().unwrap_or(""),
@@ -379,10 +349,7 @@ fn exchanges(parsed: &Parsed, exp: &[Value]) -> (Vec<String>, Vec<String>) {
 }
 
 fn check_fixture(name: &str, upgrade: bool) {
-    if !require(
-        &format!("h2_real_traffic_{name}"),
-        &[Need::Command("tshark")],
-    ) {
+    if !require(&format!("h2_real_traffic_{name}"), &[Need::Command("tshark")]) {
         return;
     }
     let pcap = fixture(&format!("{name}.pcapng"));
@@ -397,10 +364,7 @@ fn check_fixture(name: &str, upgrade: bool) {
     let (mut want, mut got) = exchanges(&parsed, &exp);
     want.sort();
     got.sort();
-    assert_eq!(
-        got, want,
-        "{name}: exchanges differ from what the clients recorded"
-    );
+    assert_eq!(got, want, "{name}: exchanges differ from what the clients recorded");
 }
 
 #[test]
