@@ -327,14 +327,14 @@ impl Reassembler {
         if let Some(conn) = self.conns.get_mut(&key) {
             let isn_next = Some(seg.seq.wrapping_add(1));
             let half = &conn.halves[conn.index(seg.src)];
-            let new_conn = pure_syn && (conn.closed || (half.base.is_some() && half.base != isn_next));
-            if new_conn {
+            if syn && half.base == isn_next {
+                conn.last_ts = conn.last_ts.max(ts_ns);
+                return; // retransmitted SYN / SYN-ACK (also after the close)
+            }
+            if pure_syn && (conn.closed || half.base.is_some()) {
                 let dir = direction_of(conn.index(seg.src));
                 conn.close(&mut self.emit, &mut self.stats, ts_ns, dir);
                 self.conns.remove(&key);
-            } else if syn && half.base == isn_next {
-                conn.last_ts = conn.last_ts.max(ts_ns);
-                return; // retransmitted SYN / SYN-ACK
             }
         }
 

@@ -330,6 +330,9 @@ fn a_new_syn_on_a_reused_tuple_is_a_new_connection() {
     segs.push(c(5_001, ACK, b"second"));
     // A retransmitted SYN of the second connection changes nothing.
     segs.push(c(5_000, SYN, b""));
+    segs.extend([c(5_007, FIN | ACK, b""), s(6_001, FIN | ACK, b"")]);
+    // Neither does a late copy of its SYN after it closed.
+    segs.push(c(5_000, SYN, b""));
     let (events, _) = run(&segs);
     assert_eq!(
         shows(&events),
