@@ -52,8 +52,7 @@ impl HealthTracker {
             stopped: AtomicBool::new(false),
             errors,
         };
-        t.handle
-            .degraded("waiting for the first list from the Kubernetes API");
+        t.handle.degraded("waiting for the first list from the Kubernetes API");
         t
     }
 
@@ -126,8 +125,7 @@ impl HealthTracker {
             return;
         }
         if let Some(f) = inner.failing.values().next() {
-            self.handle
-                .degraded(format!("Kubernetes API: {}", f.reason));
+            self.handle.degraded(format!("Kubernetes API: {}", f.reason));
         } else if inner.synced {
             self.handle.running();
         } else {

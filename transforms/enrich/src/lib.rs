@@ -152,11 +152,7 @@ impl ComponentConfig for EnrichConfig {
 
     fn validate(&self) -> Vec<ValueError> {
         let mut errors = Vec::new();
-        if self
-            .kubeconfig
-            .as_ref()
-            .is_some_and(|p| p.as_os_str().is_empty())
-        {
+        if self.kubeconfig.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             errors.push(ValueError::at(
                 "kubeconfig",
                 "must not be empty (leave it out to use KUBECONFIG or in-cluster)",

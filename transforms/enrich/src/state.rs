@@ -168,20 +168,14 @@ impl ClusterState {
         let spec = pod.spec.as_ref();
         let status = pod.status.as_ref();
         let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
-        let on_this_node = match (
-            &self.opts.node_name,
-            spec.and_then(|s| s.node_name.as_deref()),
-        ) {
+        let on_this_node = match (&self.opts.node_name, spec.and_then(|s| s.node_name.as_deref())) {
             (Some(mine), Some(theirs)) => mine == theirs,
             (Some(_), None) => false,
             (None, _) => true,
         };
         let mut ips: Vec<IpAddr> = Vec::new();
         if let Some(st) = status {
-            let all = st
-                .pod_ip
-                .iter()
-                .chain(st.pod_ips.iter().flatten().map(|p| &p.ip));
+            let all = st.pod_ip.iter().chain(st.pod_ips.iter().flatten().map(|p| &p.ip));
             for ip in all.filter_map(|s| s.parse().ok()) {
                 if !ips.contains(&ip) {
                     ips.push(ip);
@@ -205,10 +199,7 @@ impl ClusterState {
         } else {
             Box::default()
         };
-        let finished = matches!(
-            status.and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        );
+        let finished = matches!(status.and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
         let labels = render_labels(md.labels.as_ref(), &self.opts.exclude_labels);
         let owner = owner_of(md.owner_references.as_deref(), &name);
         let meta = PodMeta {
@@ -228,9 +219,7 @@ impl ClusterState {
             (true, None) => Some(now),
             (false, _) => None,
         };
-        let host_ip = status
-            .and_then(|s| s.host_ip.as_deref())
-            .and_then(|s| s.parse().ok());
+        let host_ip = status.and_then(|s| s.host_ip.as_deref()).and_then(|s| s.parse().ok());
         let entry = PodEntry {
             meta,
             ips: ips.into(),
@@ -258,10 +247,7 @@ impl ClusterState {
             return;
         };
         self.note_seen(Resource::Services, &uid);
-        let key = self.service_key(
-            &svc.metadata,
-            svc.metadata.name.as_deref().unwrap_or_default(),
-        );
+        let key = self.service_key(&svc.metadata, svc.metadata.name.as_deref().unwrap_or_default());
         let spec = svc.spec.as_ref();
         let mut ips: Vec<IpAddr> = Vec::new();
         if let Some(s) = spec {
@@ -358,9 +344,8 @@ impl ClusterState {
     pub fn expire(&mut self, now: Instant) -> bool {
         let grace = self.opts.grace;
         let before = self.pods.len();
-        self.pods.retain(|_, p| {
-            !(p.deleted && p.gone_since.is_some_and(|t| now.duration_since(t) >= grace))
-        });
+        self.pods
+            .retain(|_, p| !(p.deleted && p.gone_since.is_some_and(|t| now.duration_since(t) >= grace)));
         before != self.pods.len()
     }
 
@@ -383,8 +368,7 @@ impl ClusterState {
             deployments.insert((ns, name), d.as_ref());
         }
         // For each IP the best claimant: a live pod beats a gone one; of gone ones, the latest.
-        let mut by_ip: HashMap<IpAddr, (Option<Instant>, PodView)> =
-            HashMap::with_capacity(self.pods.len());
+        let mut by_ip: HashMap<IpAddr, (Option<Instant>, PodView)> = HashMap::with_capacity(self.pods.len());
         let mut by_container = HashMap::new();
         for p in self.pods.values() {
             if p.gone_since.is_some_and(|t| now.duration_since(t) >= grace) {
@@ -392,15 +376,13 @@ impl ClusterState {
             }
             let workload = match &p.meta.owner {
                 Some(Owner::Workload(w)) => Some(w.clone()),
-                Some(Owner::ReplicaSet(rs)) => {
-                    Some(match deployments.get(&(&*p.meta.namespace, &**rs)) {
-                        Some(Some(d)) => (*d).clone(),
-                        _ => Arc::new(Workload {
-                            name: rs.to_string(),
-                            kind: "ReplicaSet".into(),
-                        }),
-                    })
-                }
+                Some(Owner::ReplicaSet(rs)) => Some(match deployments.get(&(&*p.meta.namespace, &**rs)) {
+                    Some(Some(d)) => (*d).clone(),
+                    _ => Arc::new(Workload {
+                        name: rs.to_string(),
+                        kind: "ReplicaSet".into(),
+                    }),
+                }),
                 None => None,
             };
             let view = PodView {
@@ -458,9 +440,7 @@ fn uid_of(md: &ObjectMeta) -> Option<Uid> {
     match (&md.uid, &md.name) {
         (Some(uid), _) if !uid.is_empty() => Some(uid.as_str().into()),
         // Without a uid (some emulators), namespace/name is the identity.
-        (_, Some(name)) => {
-            Some(format!("{}/{name}", md.namespace.as_deref().unwrap_or_default()).into())
-        }
+        (_, Some(name)) => Some(format!("{}/{name}", md.namespace.as_deref().unwrap_or_default()).into()),
         _ => None,
     }
 }
@@ -511,8 +491,7 @@ fn owner_of(refs: Option<&[OwnerReference]>, pod_name: &str) -> Option<Owner> {
 /// carry no CronJob reference, and Jobs are not watched (RBAC stays at four resources).
 fn cronjob_of(job: &str) -> Option<&str> {
     let (prefix, suffix) = job.rsplit_once('-')?;
-    (suffix.len() >= 8 && suffix.bytes().all(|b| b.is_ascii_digit()) && !prefix.is_empty())
-        .then_some(prefix)
+    (suffix.len() >= 8 && suffix.bytes().all(|b| b.is_ascii_digit()) && !prefix.is_empty()).then_some(prefix)
 }
 
 #[cfg(test)]

@@ -36,10 +36,7 @@ use crate::state::{ClusterState, Resource};
 #[derive(Clone)]
 pub enum Connect {
     /// A kubeconfig file (the `kubeconfig` option), optionally one of its contexts.
-    Kubeconfig {
-        path: PathBuf,
-        context: Option<String>,
-    },
+    Kubeconfig { path: PathBuf, context: Option<String> },
     /// KUBECONFIG (or ~/.kube/config), else the in-cluster service account.
     Infer { context: Option<String> },
     /// A ready client (tests with an in-process mock).
@@ -65,13 +62,9 @@ impl Connect {
                     context: Some(ctx.clone()),
                     ..Default::default()
                 };
-                kube::Config::from_kubeconfig(&opts)
-                    .await
-                    .map_err(|e| e.to_string())?
+                kube::Config::from_kubeconfig(&opts).await.map_err(|e| e.to_string())?
             }
-            Connect::Infer { context: None } => {
-                kube::Config::infer().await.map_err(|e| e.to_string())?
-            }
+            Connect::Infer { context: None } => kube::Config::infer().await.map_err(|e| e.to_string())?,
         };
         let mut config = config;
         // Fail fast on an unreachable API (the watch loop retries with backoff).
@@ -134,12 +127,7 @@ impl WatchMetrics {
 }
 
 impl Shared {
-    pub fn new(
-        state: ClusterState,
-        health: HealthTracker,
-        registry: &Registry,
-        id: &str,
-    ) -> Arc<Self> {
+    pub fn new(state: ClusterState, health: HealthTracker, registry: &Registry, id: &str) -> Arc<Self> {
         Arc::new(Shared {
             state: Mutex::new(state),
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
@@ -191,27 +179,20 @@ async fn supervise(connect: Connect, shared: Arc<Shared>) {
     tasks.spawn(publish(shared.clone()));
     tasks.spawn(watch::<Pod>(Api::all(client.clone()), shared.clone()));
     tasks.spawn(watch::<Service>(Api::all(client.clone()), shared.clone()));
-    tasks.spawn(watch::<EndpointSlice>(
-        Api::all(client.clone()),
-        shared.clone(),
-    ));
+    tasks.spawn(watch::<EndpointSlice>(Api::all(client.clone()), shared.clone()));
     tasks.spawn(watch::<ReplicaSet>(Api::all(client), shared.clone()));
     // The tasks loop forever; this only returns if one panicked (then the rest keep going).
     while let Some(r) = tasks.join_next().await {
         if let Err(e) = r
             && e.is_panic()
         {
-            shared
-                .health
-                .error(Slot::Client, "an enrich watcher task panicked");
+            shared.health.error(Slot::Client, "an enrich watcher task panicked");
         }
     }
 }
 
 /// A watched resource and how it updates the state.
-pub trait Watched:
-    kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
-{
+pub trait Watched: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
     const RESOURCE: Resource;
     fn apply(&self, st: &mut ClusterState, now: Instant);
     fn delete(&self, st: &mut ClusterState, now: Instant);
@@ -298,32 +279,38 @@ pub async fn watch<K: Watched>(api: Api<K>, shared: Arc<Shared>) {
 
 /// Rebuild and publish the snapshot after changes (debounced) and at grace-period ends.
 async fn publish(shared: Arc<Shared>) {
+    let mut wait = shared.debounce;
     loop {
         let next_expiry = shared.lock().next_expiry(Instant::now());
         match next_expiry {
             Some(at) => {
                 tokio::select! {
-                    _ = shared.changed.notified() => tokio::time::sleep(shared.debounce).await,
+                    _ = shared.changed.notified() => tokio::time::sleep(wait).await,
                     _ = tokio::time::sleep_until(at.into()) => {}
                 }
             }
             None => {
                 shared.changed.notified().await;
-                tokio::time::sleep(shared.debounce).await;
+                tokio::time::sleep(wait).await;
             }
         }
-        publish_now(&shared);
+        let cost = publish_now(&shared);
+        // A rebuild costs O(cluster): under constant churn in a big cluster, space them so
+        // they take at most about a tenth of a core.
+        wait = shared.debounce.max(cost * 10);
     }
 }
 
-/// Expire what is due and publish a fresh snapshot.
-pub fn publish_now(shared: &Shared) {
+/// Expire what is due and publish a fresh snapshot; returns how long the build took.
+pub fn publish_now(shared: &Shared) -> Duration {
+    let start = Instant::now();
     let now = Instant::now();
     let (snap, pods) = {
         let mut st = shared.lock();
         st.expire(now);
         (st.snapshot(now), st.pod_count())
     };
+    let cost = start.elapsed();
     let m = &shared.metrics;
     m.pods.set(pods as i64);
     m.pod_ips.set(snap.pods_by_ip.len() as i64);
@@ -333,6 +320,7 @@ pub fn publish_now(shared: &Shared) {
         shared.health.synced();
     }
     shared.snapshot.store(Arc::new(snap));
+    cost
 }
 
 /// Exponential backoff, 0.5 s doubling to 30 s, with ±25 % jitter so a fleet of agents
@@ -347,9 +335,7 @@ impl Backoff {
     const MAX: Duration = Duration::from_secs(30);
 
     pub fn next_delay(&mut self) -> Duration {
-        let base = Self::MIN
-            .saturating_mul(1 << self.attempt.min(6))
-            .min(Self::MAX);
+        let base = Self::MIN.saturating_mul(1 << self.attempt.min(6)).min(Self::MAX);
         self.attempt = self.attempt.saturating_add(1);
         // Jitter from the clock's low bits: no RNG dependency, different per process.
         let nanos = std::time::SystemTime::now()

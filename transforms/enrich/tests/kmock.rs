@@ -26,7 +26,10 @@ fn kmock_available(test: &str) -> bool {
     if !require(test, &[Need::Command("python3")]) {
         return false;
     }
-    let ok = Command::new("python3").args(["-c", "import kmock"]).status().is_ok_and(|s| s.success());
+    let ok = Command::new("python3")
+        .args(["-c", "import kmock"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
         let why = "python module kmock missing (run scripts/setup.d/40-enrich.sh)";
         if std::env::var("PERISCO_REQUIRE_ALL").is_ok_and(|v| v == "1") {
@@ -40,10 +43,17 @@ fn kmock_available(test: &str) -> bool {
 fn start_kmock(port: u16) -> ChildGuard {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kmock_server.py");
     let child = ChildGuard::spawn(
-        Command::new("python3").arg(script).arg(port.to_string()).stdout(Stdio::null()).stderr(Stdio::inherit()),
+        Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
     )
     .expect("start kmock_server.py");
-    assert!(wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(90)), "kmock did not listen on {port}");
+    assert!(
+        wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(90)),
+        "kmock did not listen on {port}"
+    );
     child
 }
 
@@ -61,12 +71,15 @@ fn write_kubeconfig(dir: &Path, port: u16) -> PathBuf {
 /// A client of our own, to change the cluster while the transform watches it.
 async fn client(kubeconfig: &Path) -> kube::Client {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
     kube::Client::try_from(cfg).unwrap()
 }
 
 fn pod(name: &str, ip: &str, labels: Value, owner: Option<(&str, &str)>) -> Pod {
-    let owners = owner.map(|(k, n)| json!([{"apiVersion": "apps/v1", "kind": k, "name": n, "uid": "u", "controller": true}]));
+    let owners =
+        owner.map(|(k, n)| json!([{"apiVersion": "apps/v1", "kind": k, "name": n, "uid": "u", "controller": true}]));
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "shop", "labels": labels, "ownerReferences": owners},
@@ -77,7 +90,10 @@ fn pod(name: &str, ip: &str, labels: Value, owner: Option<(&str, &str)>) -> Pod 
 }
 
 async fn create_pod(c: &kube::Client, p: Pod) {
-    Api::<Pod>::namespaced(c.clone(), "shop").create(&PostParams::default(), &p).await.unwrap();
+    Api::<Pod>::namespaced(c.clone(), "shop")
+        .create(&PostParams::default(), &p)
+        .await
+        .unwrap();
 }
 
 async fn create_service(c: &kube::Client, name: &str, cluster_ip: &str, backends: &[&str]) {
@@ -87,7 +103,10 @@ async fn create_service(c: &kube::Client, name: &str, cluster_ip: &str, backends
         "spec": {"clusterIP": cluster_ip, "clusterIPs": [cluster_ip], "ports": [{"port": 80}]}
     }))
     .unwrap();
-    Api::<Service>::namespaced(c.clone(), "shop").create(&PostParams::default(), &svc).await.unwrap();
+    Api::<Service>::namespaced(c.clone(), "shop")
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap();
     let slice: EndpointSlice = serde_json::from_value(json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": format!("{name}-abcde"), "namespace": "shop",
@@ -96,7 +115,10 @@ async fn create_service(c: &kube::Client, name: &str, cluster_ip: &str, backends
         "endpoints": backends.iter().map(|ip| json!({"addresses": [ip]})).collect::<Vec<_>>()
     }))
     .unwrap();
-    Api::<EndpointSlice>::namespaced(c.clone(), "shop").create(&PostParams::default(), &slice).await.unwrap();
+    Api::<EndpointSlice>::namespaced(c.clone(), "shop")
+        .create(&PostParams::default(), &slice)
+        .await
+        .unwrap();
 }
 
 fn server_pod(t: &mut dyn FunctionTransform, ip: &str) -> Option<String> {
@@ -104,7 +126,10 @@ fn server_pod(t: &mut dyn FunctionTransform, ip: &str) -> Option<String> {
 }
 
 fn server_labels(t: &mut dyn FunctionTransform, ip: &str) -> Vec<String> {
-    enrich(t, record("127.0.0.250", ip)).server.map(|s| s.labels).unwrap_or_default()
+    enrich(t, record("127.0.0.250", ip))
+        .server
+        .map(|s| s.labels)
+        .unwrap_or_default()
 }
 
 fn build(h: &Harness, kubeconfig: &Path, grace: Duration) -> Box<dyn FunctionTransform> {
@@ -144,10 +169,31 @@ async fn kmock_enriches_and_follows_pod_lifecycle() {
         "spec": {"selector": {"matchLabels": {"app": "webapp"}}}
     }))
     .unwrap();
-    Api::<ReplicaSet>::namespaced(c.clone(), "shop").create(&PostParams::default(), &rs).await.unwrap();
+    Api::<ReplicaSet>::namespaced(c.clone(), "shop")
+        .create(&PostParams::default(), &rs)
+        .await
+        .unwrap();
     let web_labels = json!({"app": "webapp", "pod-template-hash": "5f459f867b"});
-    create_pod(&c, pod("webapp-5f459f867b-2zbx8", "127.0.0.2", web_labels, Some(("ReplicaSet", "webapp-5f459f867b")))).await;
-    create_pod(&c, pod("books-0", "127.0.0.3", json!({"app": "books", "tier": "backend"}), Some(("StatefulSet", "books")))).await;
+    create_pod(
+        &c,
+        pod(
+            "webapp-5f459f867b-2zbx8",
+            "127.0.0.2",
+            web_labels,
+            Some(("ReplicaSet", "webapp-5f459f867b")),
+        ),
+    )
+    .await;
+    create_pod(
+        &c,
+        pod(
+            "books-0",
+            "127.0.0.3",
+            json!({"app": "books", "tier": "backend"}),
+            Some(("StatefulSet", "books")),
+        ),
+    )
+    .await;
     create_service(&c, "webapp", "127.0.0.10", &["127.0.0.2"]).await;
     create_service(&c, "books", "127.0.0.11", &["127.0.0.3"]).await;
 
@@ -190,16 +236,29 @@ async fn kmock_enriches_and_follows_pod_lifecycle() {
     create_pod(&c, pod("late", "127.0.0.4", json!({"app": "late"}), None)).await;
     wait_until("the new pod", || server_pod(t, "127.0.0.4").as_deref() == Some("late")).await;
     let patch = json!({"metadata": {"labels": {"app": "late", "version": "v2"}}});
-    Api::<Pod>::namespaced(c.clone(), "shop").patch("late", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    wait_until("the relabel", || server_labels(t, "127.0.0.4") == ["app=late", "version=v2"]).await;
+    Api::<Pod>::namespaced(c.clone(), "shop")
+        .patch("late", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_until("the relabel", || {
+        server_labels(t, "127.0.0.4") == ["app=late", "version=v2"]
+    })
+    .await;
 
     let deleted_at = Instant::now();
-    Api::<Pod>::namespaced(c.clone(), "shop").delete("late", &DeleteParams::default()).await.unwrap();
+    Api::<Pod>::namespaced(c.clone(), "shop")
+        .delete("late", &DeleteParams::default())
+        .await
+        .unwrap();
     // Events of one watch arrive in order: once the marker shows, the delete was applied.
     create_pod(&c, pod("marker", "127.0.0.9", json!({}), None)).await;
     wait_until("the marker pod", || server_pod(t, "127.0.0.9").is_some()).await;
     if deleted_at.elapsed() < grace {
-        assert_eq!(server_pod(t, "127.0.0.4").as_deref(), Some("late"), "a deleted pod lingers for the grace period");
+        assert_eq!(
+            server_pod(t, "127.0.0.4").as_deref(),
+            Some("late"),
+            "a deleted pod lingers for the grace period"
+        );
     }
     wait_until("the deleted pod expires", || server_pod(t, "127.0.0.4").is_none()).await;
     assert!(deleted_at.elapsed() >= grace, "gone before its grace period ended");
@@ -228,7 +287,10 @@ async fn kmock_unreachable_then_stopped_and_restarted() {
     let kmock = start_kmock(port);
     let c = client(&kubeconfig).await;
     create_pod(&c, pod("web", "127.0.0.2", json!({"app": "web"}), None)).await;
-    wait_until("enrichment once the API is up", || server_pod(t, "127.0.0.2").as_deref() == Some("web")).await;
+    wait_until("enrichment once the API is up", || {
+        server_pod(t, "127.0.0.2").as_deref() == Some("web")
+    })
+    .await;
     wait_until("running health", || running(&h)).await;
 
     // The emulator goes away: degraded; the cache keeps serving what it had.
@@ -240,7 +302,10 @@ async fn kmock_unreachable_then_stopped_and_restarted() {
     let _kmock = start_kmock(port);
     let c = client(&kubeconfig).await;
     create_pod(&c, pod("api", "127.0.0.5", json!({"app": "api"}), None)).await;
-    wait_until("the pod created after the restart", || server_pod(t, "127.0.0.5").as_deref() == Some("api")).await;
+    wait_until("the pod created after the restart", || {
+        server_pod(t, "127.0.0.5").as_deref() == Some("api")
+    })
+    .await;
     wait_until("running health after the restart", || running(&h)).await;
     // "web" is not in the new list: it lingers like a deleted pod, then goes.
     wait_until("the vanished pod expires", || server_pod(t, "127.0.0.2").is_none()).await;

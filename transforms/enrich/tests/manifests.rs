@@ -31,8 +31,7 @@ fn documents() -> Vec<(String, Value)> {
         let text = std::fs::read_to_string(&f).unwrap();
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         for (i, de) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
-            let v = Value::deserialize(de)
-                .unwrap_or_else(|e| panic!("{name} document {i}: not YAML: {e}"));
+            let v = Value::deserialize(de).unwrap_or_else(|e| panic!("{name} document {i}: not YAML: {e}"));
             if !v.is_null() {
                 docs.push((format!("{name}#{i}"), v));
             }
@@ -48,10 +47,7 @@ fn strict<T: DeserializeOwned + serde::Serialize>(what: &str, v: &Value) -> T {
     let back = serde_json::to_value(&typed).unwrap();
     let mut lost = Vec::new();
     dropped(v, &back, "", &mut lost);
-    assert!(
-        lost.is_empty(),
-        "{what}: unknown or mistyped fields: {lost:?}"
-    );
+    assert!(lost.is_empty(), "{what}: unknown or mistyped fields: {lost:?}");
     typed
 }
 
@@ -119,10 +115,7 @@ fn every_manifest_parses_strictly_into_its_kubernetes_type() {
 
 #[test]
 fn the_strict_check_catches_a_typo() {
-    let (_, mut v) = documents()
-        .into_iter()
-        .find(|(_, v)| v["kind"] == "DaemonSet")
-        .unwrap();
+    let (_, mut v) = documents().into_iter().find(|(_, v)| v["kind"] == "DaemonSet").unwrap();
     v["spec"]["template"]["spec"]["hostPid"] = Value::Bool(true);
     let r = std::panic::catch_unwind(|| strict::<DaemonSet>("typo", &v));
     assert!(r.is_err(), "hostPid (for hostPID) must be rejected");
@@ -135,11 +128,7 @@ fn rbac_is_read_only_on_exactly_four_resources() {
     let mut granted: BTreeSet<(String, String)> = BTreeSet::new();
     for rule in role.rules.as_deref().unwrap_or_default() {
         let verbs: BTreeSet<&str> = rule.verbs.iter().map(String::as_str).collect();
-        assert_eq!(
-            verbs,
-            BTreeSet::from(["get", "list", "watch"]),
-            "rule {rule:?}"
-        );
+        assert_eq!(verbs, BTreeSet::from(["get", "list", "watch"]), "rule {rule:?}");
         assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none());
         for g in rule.api_groups.as_deref().unwrap_or_default() {
             for r in rule.resources.as_deref().unwrap_or_default() {
@@ -186,11 +175,7 @@ fn daemonset_runs_the_agent_with_capabilities_not_privileged() {
         .and_then(|md| md.labels.clone())
         .unwrap_or_default();
     for (k, v) in spec.selector.match_labels.as_ref().unwrap() {
-        assert_eq!(
-            tpl_labels.get(k),
-            Some(v),
-            "selector matches the pod template"
-        );
+        assert_eq!(tpl_labels.get(k), Some(v), "selector matches the pod template");
     }
     let pod = spec.template.spec.as_ref().unwrap();
     assert_eq!(pod.host_pid, Some(true));
@@ -227,10 +212,7 @@ fn daemonset_runs_the_agent_with_capabilities_not_privileged() {
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
 
     let env = c.env.as_deref().unwrap_or_default();
-    let node = env
-        .iter()
-        .find(|e| e.name == "NODE_NAME")
-        .expect("NODE_NAME env");
+    let node = env.iter().find(|e| e.name == "NODE_NAME").expect("NODE_NAME env");
     let field = node
         .value_from
         .as_ref()
@@ -244,10 +226,7 @@ fn daemonset_runs_the_agent_with_capabilities_not_privileged() {
             res.requests.as_ref().is_some_and(|r| r.contains_key(key)),
             "request {key}"
         );
-        assert!(
-            res.limits.as_ref().is_some_and(|r| r.contains_key(key)),
-            "limit {key}"
-        );
+        assert!(res.limits.as_ref().is_some_and(|r| r.contains_key(key)), "limit {key}");
     }
 
     // Mounts: the config directory from the ConfigMap, BTF read-only.
@@ -261,15 +240,8 @@ fn daemonset_runs_the_agent_with_capabilities_not_privileged() {
         .iter()
         .find(|v| Some(&v.name.as_str()) == by_mount.get("/sys/kernel/btf"))
         .expect("BTF mount");
-    assert_eq!(
-        btf.host_path.as_ref().map(|h| h.path.as_str()),
-        Some("/sys/kernel/btf")
-    );
-    let config_dir = std::path::Path::new(config_path)
-        .parent()
-        .unwrap()
-        .to_str()
-        .unwrap();
+    assert_eq!(btf.host_path.as_ref().map(|h| h.path.as_str()), Some("/sys/kernel/btf"));
+    let config_dir = std::path::Path::new(config_path).parent().unwrap().to_str().unwrap();
     let cm_mount = mounts
         .iter()
         .find(|m| m.mount_path == config_dir)
@@ -290,11 +262,7 @@ fn daemonset_runs_the_agent_with_capabilities_not_privileged() {
         .find(|c| c.metadata.name.as_ref() == Some(&cm_name))
         .expect("the ConfigMap exists");
     assert_eq!(cm.metadata.namespace, ns);
-    let file = std::path::Path::new(config_path)
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap();
+    let file = std::path::Path::new(config_path).file_name().unwrap().to_str().unwrap();
     let pipeline = cm
         .data
         .as_ref()
@@ -305,10 +273,7 @@ fn daemonset_runs_the_agent_with_capabilities_not_privileged() {
     let toml: toml::Table = pipeline.parse().expect("pipeline.toml parses");
     let address = toml["api"]["address"].as_str().unwrap();
     let api_port: i32 = address.rsplit_once(':').unwrap().1.parse().unwrap();
-    assert!(
-        address.starts_with("0.0.0.0:"),
-        "the kubelet probes the pod IP"
-    );
+    assert!(address.starts_with("0.0.0.0:"), "the kubelet probes the pod IP");
     let probe = c
         .liveness_probe
         .as_ref()
@@ -332,14 +297,7 @@ fn daemonset_runs_the_agent_with_capabilities_not_privileged() {
 #[test]
 fn configmap_pipeline_chains_capture_to_enrich_to_stdout() {
     let m = load();
-    let pipeline = m.configmaps[0]
-        .data
-        .as_ref()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap()
-        .clone();
+    let pipeline = m.configmaps[0].data.as_ref().unwrap().values().next().unwrap().clone();
     let t: toml::Table = pipeline.parse().unwrap();
     let ty = |section: &str, id: &str| t[section][id]["type"].as_str().unwrap().to_string();
     let inputs = |section: &str, id: &str| -> Vec<String> {

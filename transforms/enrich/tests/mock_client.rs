@@ -67,10 +67,8 @@ async fn serve(mut handle: Handle<Request<Body>, Response<Body>>, script: Shared
         let watch = req.uri().query().is_some_and(|q| q.contains("watch=true"));
         let reply = {
             let mut s = script.lock().unwrap();
-            s.log.push(format!(
-                "{} {resource}",
-                if watch { "watch" } else { "list" }
-            ));
+            s.log
+                .push(format!("{} {resource}", if watch { "watch" } else { "list" }));
             let queue = if watch {
                 s.watches.entry(resource)
             } else {
@@ -97,12 +95,7 @@ async fn serve(mut handle: Handle<Request<Body>, Response<Body>>, script: Shared
                 (StatusCode::OK, body)
             }
         };
-        send.send_response(
-            Response::builder()
-                .status(status)
-                .body(Body::from(body))
-                .unwrap(),
-        );
+        send.send_response(Response::builder().status(status).body(Body::from(body)).unwrap());
     }
 }
 
@@ -128,33 +121,32 @@ struct Setup {
     harness: Harness,
     script: Shared,
     enrich: perisco_enrich::Enrich,
+    /// Ends when every clone of the mock client is gone.
+    server: tokio::task::JoinHandle<()>,
 }
 
 fn start(script: Script, grace: Duration) -> Setup {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(svc, "default");
     let script = Arc::new(Mutex::new(script));
-    tokio::spawn(serve(handle, script.clone()));
+    let server = tokio::spawn(serve(handle, script.clone()));
     let harness = Harness::new();
     let cfg = EnrichConfig {
         pod_grace_period: grace,
         node_name: Some("node-a".into()),
         ..Default::default()
     };
-    let enrich = cfg
-        .build_with(&harness.cx, Connect::Client(client))
-        .unwrap();
+    let enrich = cfg.build_with(&harness.cx, Connect::Client(client)).unwrap();
     Setup {
         harness,
         script,
         enrich,
+        server,
     }
 }
 
 fn pod_at(e: &mut perisco_enrich::Enrich, ip: &str) -> Option<String> {
-    enrich(e, record("10.9.9.9", ip))
-        .server
-        .and_then(|s| s.pod_name)
+    enrich(e, record("10.9.9.9", ip)).server.and_then(|s| s.pod_name)
 }
 
 fn labels_at(e: &mut perisco_enrich::Enrich, ip: &str) -> Vec<String> {
@@ -172,22 +164,15 @@ async fn watch_events_apply_and_deletes_linger_for_the_grace_period() {
         "10",
         vec![pod("a", "10.0.0.1", "5", json!({"app": "a"}))],
     ));
-    script
-        .watches
-        .entry("pods")
-        .or_default()
-        .push_back(Reply::Events(vec![
-            event("ADDED", pod("c", "10.0.0.3", "11", json!({"app": "c"}))),
-            event("MODIFIED", pod("a", "10.0.0.1", "12", json!({"app": "a2"}))),
-            event("DELETED", pod("c", "10.0.0.3", "13", json!({"app": "c"}))),
-        ]));
+    script.watches.entry("pods").or_default().push_back(Reply::Events(vec![
+        event("ADDED", pod("c", "10.0.0.3", "11", json!({"app": "c"}))),
+        event("MODIFIED", pod("a", "10.0.0.1", "12", json!({"app": "a2"}))),
+        event("DELETED", pod("c", "10.0.0.3", "13", json!({"app": "c"}))),
+    ]));
     let grace = Duration::from_millis(1500);
     let mut s = start(script, grace);
     let e = &mut s.enrich;
-    wait_until("the relabel of a", || {
-        labels_at(e, "10.0.0.1") == ["app=a2"]
-    })
-    .await;
+    wait_until("the relabel of a", || labels_at(e, "10.0.0.1") == ["app=a2"]).await;
     // c was added then deleted: it still resolves during the grace period...
     assert_eq!(pod_at(e, "10.0.0.3").as_deref(), Some("c"));
     // ...and goes after it, without any further API event.
@@ -195,15 +180,8 @@ async fn watch_events_apply_and_deletes_linger_for_the_grace_period() {
     assert_eq!(pod_at(e, "10.0.0.1").as_deref(), Some("a"));
     // The finished watch stream was resumed, not relisted (no error, no Init).
     let log = s.script.lock().unwrap().log.clone();
-    assert_eq!(
-        log.iter().filter(|l| *l == "list pods").count(),
-        1,
-        "{log:?}"
-    );
-    assert!(
-        log.iter().filter(|l| *l == "watch pods").count() >= 2,
-        "{log:?}"
-    );
+    assert_eq!(log.iter().filter(|l| *l == "list pods").count(), 1, "{log:?}");
+    assert!(log.iter().filter(|l| *l == "watch pods").count() >= 2, "{log:?}");
     wait_until("running health", || {
         matches!(s.harness.status(), perisco_engine::health::Status::Running)
     })
@@ -224,11 +202,7 @@ async fn gone_without_bookmarks_relists_and_forgets_pods_deleted_meanwhile() {
     ));
     // After the 410 the watcher must list again: b was deleted while it could not watch,
     // and a changed; no DELETED event ever arrives for b.
-    pods.push_back(list(
-        "pods",
-        "30",
-        vec![pod("a", "10.0.0.1", "25", json!({"v": "2"}))],
-    ));
+    pods.push_back(list("pods", "30", vec![pod("a", "10.0.0.1", "25", json!({"v": "2"}))]));
     script
         .watches
         .entry("pods")
@@ -242,11 +216,7 @@ async fn gone_without_bookmarks_relists_and_forgets_pods_deleted_meanwhile() {
     wait_until("b expires", || pod_at(e, "10.0.0.2").is_none()).await;
     assert_eq!(pod_at(e, "10.0.0.1").as_deref(), Some("a"));
     let log = s.script.lock().unwrap().log.clone();
-    assert_eq!(
-        log.iter().filter(|l| *l == "list pods").count(),
-        2,
-        "{log:?}"
-    );
+    assert_eq!(log.iter().filter(|l| *l == "list pods").count(), 2, "{log:?}");
     wait_until("running health after the relist", || {
         matches!(s.harness.status(), perisco_engine::health::Status::Running)
     })
@@ -265,15 +235,12 @@ async fn failing_lists_degrade_health_and_records_pass_through() {
     let pods = script.lists.entry("pods").or_default();
     pods.push_back(err());
     pods.push_back(err());
-    pods.push_back(list(
-        "pods",
-        "10",
-        vec![pod("a", "10.0.0.1", "5", json!({}))],
-    ));
+    pods.push_back(list("pods", "10", vec![pod("a", "10.0.0.1", "5", json!({}))]));
     let mut s = start(script, Duration::from_secs(60));
-    wait_until("degraded health", || {
-        matches!(&s.harness.status(), perisco_engine::health::Status::Degraded(r) if r.contains("pods"))
-    })
+    wait_until(
+        "degraded health",
+        || matches!(&s.harness.status(), perisco_engine::health::Status::Degraded(r) if r.contains("pods")),
+    )
     .await;
     // Un-enriched but not lost.
     let r = enrich(&mut s.enrich, record("10.9.9.9", "10.0.0.1"));
@@ -286,23 +253,16 @@ async fn failing_lists_degrade_health_and_records_pass_through() {
     })
     .await;
     let log = s.script.lock().unwrap().log.clone();
-    assert!(
-        log.iter().filter(|l| *l == "list pods").count() >= 3,
-        "{log:?}"
-    );
+    assert!(log.iter().filter(|l| *l == "list pods").count() >= 3, "{log:?}");
 }
 
 #[tokio::test]
 async fn services_endpointslices_and_replicasets_resolve_through_the_watchers() {
     let mut script = Script::default();
     let owned = |name: &str, ip: &str, rs: &str| {
-        let mut p = pod(
-            name,
-            ip,
-            "3",
-            json!({"app": "web", "pod-template-hash": "abc"}),
-        );
-        p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": "rs1", "controller": true}]);
+        let mut p = pod(name, ip, "3", json!({"app": "web", "pod-template-hash": "abc"}));
+        p["metadata"]["ownerReferences"] =
+            json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": "rs1", "controller": true}]);
         p
     };
     script.lists.entry("pods").or_default().push_back(list(
@@ -313,15 +273,19 @@ async fn services_endpointslices_and_replicasets_resolve_through_the_watchers() 
     script.lists.entry("services").or_default().push_back(list(
         "services",
         "10",
-        vec![json!({"metadata": {"name": "web", "namespace": "shop", "uid": "s1", "resourceVersion": "4"},
-                    "spec": {"clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"]}})],
+        vec![
+            json!({"metadata": {"name": "web", "namespace": "shop", "uid": "s1", "resourceVersion": "4"},
+                    "spec": {"clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"]}}),
+        ],
     ));
     script.lists.entry("endpointslices").or_default().push_back(list(
         "endpointslices",
         "10",
-        vec![json!({"metadata": {"name": "web-xyz", "namespace": "shop", "uid": "e1", "resourceVersion": "4",
+        vec![
+            json!({"metadata": {"name": "web-xyz", "namespace": "shop", "uid": "e1", "resourceVersion": "4",
                                  "labels": {"kubernetes.io/service-name": "web"}},
-                    "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"]}]})],
+                    "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"]}]}),
+        ],
     ));
     script.lists.entry("replicasets").or_default().push_back(list(
         "replicasets",
@@ -347,4 +311,39 @@ async fn services_endpointslices_and_replicasets_resolve_through_the_watchers() 
     assert_eq!(r.client_service.unwrap().name, "web");
     assert_eq!(r.server_service.unwrap().name, "web");
     assert!(r.server.is_none());
+}
+
+#[tokio::test]
+async fn dropping_the_transform_stops_the_watchers() {
+    let mut script = Script::default();
+    script
+        .lists
+        .entry("pods")
+        .or_default()
+        .push_back(list("pods", "10", vec![pod("a", "10.0.0.1", "5", json!({}))]));
+    let s = start(script, Duration::from_secs(60));
+    let mut e = s.enrich;
+    wait_until("the first list", || pod_at(&mut e, "10.0.0.1").is_some()).await;
+    wait_until("every watch started", || {
+        s.script
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|l| l.starts_with("watch"))
+            .count()
+            == 4
+    })
+    .await;
+    // A reload that changes the transform drops it: its tasks must go, and with them every
+    // clone of the client, which closes the mock's request stream.
+    drop(e);
+    tokio::time::timeout(Duration::from_secs(60), s.server)
+        .await
+        .expect("watchers still running")
+        .unwrap();
+    // The component's health is left to whoever replaced it.
+    let before = s.harness.status();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.harness.status(), before);
 }

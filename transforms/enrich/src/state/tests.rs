@@ -16,16 +16,8 @@ fn opts(grace_s: u64) -> StateOptions {
     }
 }
 
-fn pod(
-    uid: &str,
-    name: &str,
-    ip: &str,
-    labels: serde_json::Value,
-    owner: Option<(&str, &str)>,
-) -> Pod {
-    let owners = owner.map(
-        |(k, n)| json!([{"apiVersion":"apps/v1","kind":k,"name":n,"uid":"o","controller":true}]),
-    );
+fn pod(uid: &str, name: &str, ip: &str, labels: serde_json::Value, owner: Option<(&str, &str)>) -> Pod {
+    let owners = owner.map(|(k, n)| json!([{"apiVersion":"apps/v1","kind":k,"name":n,"uid":"o","controller":true}]));
     serde_json::from_value(json!({
         "metadata": {"uid": uid, "name": name, "namespace": "shop", "labels": labels, "ownerReferences": owners},
         "spec": {"containers": [], "nodeName": "node-b"},
@@ -136,11 +128,7 @@ fn resolves_pods_services_and_deployments() {
     let c = r.client.as_ref().unwrap();
     assert_eq!(c.pod_name.as_deref(), Some("web-7d-a"));
     assert_eq!(c.namespace.as_deref(), Some("shop"));
-    assert_eq!(
-        c.labels,
-        vec!["app=web".to_string()],
-        "pod-template-hash is excluded"
-    );
+    assert_eq!(c.labels, vec!["app=web".to_string()], "pod-template-hash is excluded");
     assert_eq!(
         c.workload,
         Some(Workload {
@@ -149,14 +137,8 @@ fn resolves_pods_services_and_deployments() {
         })
     );
     assert!(r.server.is_none(), "a ClusterIP is no pod");
-    assert_eq!(
-        r.server_service.as_ref().map(|s| s.name.as_str()),
-        Some("db")
-    );
-    assert_eq!(
-        r.client_service.as_ref().map(|s| s.name.as_str()),
-        Some("web")
-    );
+    assert_eq!(r.server_service.as_ref().map(|s| s.name.as_str()), Some("db"));
+    assert_eq!(r.client_service.as_ref().map(|s| s.name.as_str()), Some("web"));
 
     let mut r = record("10.9.9.9", "10.1.0.2");
     snap.enrich(&mut r);
@@ -165,10 +147,7 @@ fn resolves_pods_services_and_deployments() {
         "unknown IPs stay absent"
     );
     let s = r.server.unwrap();
-    assert_eq!(
-        s.labels,
-        vec!["app=db".to_string(), "tier=data".to_string()]
-    );
+    assert_eq!(s.labels, vec!["app=db".to_string(), "tier=data".to_string()]);
     assert_eq!(
         s.workload,
         Some(Workload {
@@ -184,40 +163,16 @@ fn workload_kinds_from_owners() {
     let now = Instant::now();
     let mut st = ClusterState::new(opts(60));
     st.apply_pod(
-        &pod(
-            "1",
-            "a",
-            "10.1.0.1",
-            json!({}),
-            Some(("Job", "backup-29001234")),
-        ),
+        &pod("1", "a", "10.1.0.1", json!({}), Some(("Job", "backup-29001234"))),
         now,
     );
-    st.apply_pod(
-        &pod("2", "b", "10.1.0.2", json!({}), Some(("Job", "migrate"))),
-        now,
-    );
+    st.apply_pod(&pod("2", "b", "10.1.0.2", json!({}), Some(("Job", "migrate"))), now);
     st.apply_pod(&pod("3", "c", "10.1.0.3", json!({}), None), now);
     st.apply_pod(
-        &pod(
-            "4",
-            "d",
-            "10.1.0.4",
-            json!({}),
-            Some(("ReplicaSet", "orphan-rs")),
-        ),
+        &pod("4", "d", "10.1.0.4", json!({}), Some(("ReplicaSet", "orphan-rs"))),
         now,
     );
-    st.apply_pod(
-        &pod(
-            "5",
-            "e",
-            "10.1.0.5",
-            json!({}),
-            Some(("DaemonSet", "agent")),
-        ),
-        now,
-    );
+    st.apply_pod(&pod("5", "e", "10.1.0.5", json!({}), Some(("DaemonSet", "agent"))), now);
     let snap = st.snapshot(now);
     let w = |ip: &str| {
         snap.pods_by_ip[&ip.parse().unwrap()]
@@ -271,19 +226,11 @@ fn deleted_pods_linger_for_the_grace_period() {
     st.apply_pod(&p, t0);
     st.delete_pod(&p, t0);
     let ip = "10.1.0.1".parse().unwrap();
-    assert!(
-        st.snapshot(t0 + Duration::from_secs(59))
-            .pods_by_ip
-            .contains_key(&ip)
-    );
+    assert!(st.snapshot(t0 + Duration::from_secs(59)).pods_by_ip.contains_key(&ip));
     assert_eq!(st.next_expiry(t0), Some(t0 + Duration::from_secs(60)));
     assert!(!st.expire(t0 + Duration::from_secs(59)));
     assert!(st.expire(t0 + Duration::from_secs(60)));
-    assert!(
-        !st.snapshot(t0 + Duration::from_secs(60))
-            .pods_by_ip
-            .contains_key(&ip)
-    );
+    assert!(!st.snapshot(t0 + Duration::from_secs(60)).pods_by_ip.contains_key(&ip));
     assert_eq!(st.pod_count(), 0);
 }
 
@@ -296,10 +243,7 @@ fn a_live_pod_wins_a_reused_ip() {
     st.delete_pod(&old, t0);
     st.apply_pod(&pod("2", "new", "10.1.0.1", json!({}), None), t0);
     let snap = st.snapshot(t0);
-    assert_eq!(
-        &*snap.pods_by_ip[&"10.1.0.1".parse().unwrap()].meta.name,
-        "new"
-    );
+    assert_eq!(&*snap.pods_by_ip[&"10.1.0.1".parse().unwrap()].meta.name, "new");
 }
 
 #[test]
@@ -312,16 +256,8 @@ fn finished_pods_release_their_ip_after_grace() {
     // A later update of the finished pod keeps the first time it was seen finished.
     st.apply_pod(&p, t0 + Duration::from_secs(5));
     let ip = "10.1.0.1".parse().unwrap();
-    assert!(
-        st.snapshot(t0 + Duration::from_secs(9))
-            .pods_by_ip
-            .contains_key(&ip)
-    );
-    assert!(
-        !st.snapshot(t0 + Duration::from_secs(10))
-            .pods_by_ip
-            .contains_key(&ip)
-    );
+    assert!(st.snapshot(t0 + Duration::from_secs(9)).pods_by_ip.contains_key(&ip));
+    assert!(!st.snapshot(t0 + Duration::from_secs(10)).pods_by_ip.contains_key(&ip));
 }
 
 #[test]
@@ -339,11 +275,7 @@ fn relist_drops_what_it_did_not_see() {
     st.init_done(Resource::Services, t0);
     assert!(st.synced(Resource::Pods));
     // "a" was deleted while the watch was down: it lingers, then goes.
-    assert!(
-        st.snapshot(t0)
-            .pods_by_ip
-            .contains_key(&"10.1.0.1".parse().unwrap())
-    );
+    assert!(st.snapshot(t0).pods_by_ip.contains_key(&"10.1.0.1".parse().unwrap()));
     st.expire(t0 + Duration::from_secs(60));
     let snap = st.snapshot(t0 + Duration::from_secs(60));
     assert!(!snap.pods_by_ip.contains_key(&"10.1.0.1".parse().unwrap()));
@@ -355,25 +287,15 @@ fn relist_drops_what_it_did_not_see() {
 fn host_network_pods_resolve_by_container_id_on_this_node() {
     let now = Instant::now();
     let mut st = ClusterState::new(opts(60));
-    st.apply_pod(
-        &host_pod("h1", "proxy", "node-a", "10.0.0.1", "abc123"),
-        now,
-    );
-    st.apply_pod(
-        &host_pod("h2", "elsewhere", "node-b", "10.0.0.2", "def456"),
-        now,
-    );
+    st.apply_pod(&host_pod("h1", "proxy", "node-a", "10.0.0.1", "abc123"), now);
+    st.apply_pod(&host_pod("h2", "elsewhere", "node-b", "10.0.0.2", "def456"), now);
     st.apply_pod(&pod("1", "web", "10.1.0.1", json!({}), None), now);
     let snap = st.snapshot(now);
     assert!(
         !snap.pods_by_ip.contains_key(&"10.0.0.1".parse().unwrap()),
         "node IPs are not pod IPs"
     );
-    assert_eq!(
-        snap.pods_by_container.len(),
-        1,
-        "only this node's hostNetwork pods"
-    );
+    assert_eq!(snap.pods_by_container.len(), 1, "only this node's hostNetwork pods");
 
     // The proxy (hostNetwork, capturing side) serves a pod client.
     let mut r = record("10.1.0.1", "10.0.0.1");
@@ -416,10 +338,7 @@ fn multiple_services_pick_the_first_by_name() {
     st.apply_slice(&slice("e1", "zeta", &["10.1.0.1"]));
     st.apply_slice(&slice("e2", "alpha", &["10.1.0.1"]));
     let snap = st.snapshot(now);
-    assert_eq!(
-        &*snap.service_by_pod_ip[&"10.1.0.1".parse().unwrap()].name,
-        "alpha"
-    );
+    assert_eq!(&*snap.service_by_pod_ip[&"10.1.0.1".parse().unwrap()].name, "alpha");
     st.delete_slice(&slice("e2", "alpha", &[]));
     assert_eq!(
         &*st.snapshot(now).service_by_pod_ip[&"10.1.0.1".parse().unwrap()].name,
@@ -433,17 +352,11 @@ fn unchanged_pods_keep_their_shared_meta() {
     let mut st = ClusterState::new(opts(60));
     let p = pod("1", "web", "10.1.0.1", json!({"app":"a"}), None);
     st.apply_pod(&p, now);
-    let a = st.snapshot(now).pods_by_ip[&"10.1.0.1".parse().unwrap()]
-        .meta
-        .clone();
+    let a = st.snapshot(now).pods_by_ip[&"10.1.0.1".parse().unwrap()].meta.clone();
     st.apply_pod(&p, now);
-    let b = st.snapshot(now).pods_by_ip[&"10.1.0.1".parse().unwrap()]
-        .meta
-        .clone();
+    let b = st.snapshot(now).pods_by_ip[&"10.1.0.1".parse().unwrap()].meta.clone();
     assert!(Arc::ptr_eq(&a, &b));
     st.apply_pod(&pod("1", "web", "10.1.0.1", json!({"app":"b"}), None), now);
-    let c = st.snapshot(now).pods_by_ip[&"10.1.0.1".parse().unwrap()]
-        .meta
-        .clone();
+    let c = st.snapshot(now).pods_by_ip[&"10.1.0.1".parse().unwrap()].meta.clone();
     assert_eq!(&*c.labels, &["app=b".into()] as &[Box<str>]);
 }

@@ -30,11 +30,7 @@ impl Harness {
     }
 
     pub fn status(&self) -> Status {
-        self.health
-            .snapshot()
-            .get("k8s")
-            .cloned()
-            .unwrap_or(Status::Starting)
+        self.health.snapshot().get("k8s").cloned().unwrap_or(Status::Starting)
     }
 
     pub fn degraded(&self) -> bool {
