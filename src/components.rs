@@ -14,7 +14,7 @@ use serde::Deserialize;
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     Pcap(perisco_pcap::PcapConfig),
-    // sources: ebpf_socket
+    EbpfSocket(perisco_probes::EbpfSocketConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -51,11 +51,13 @@ impl ComponentConfig for SourceKind {
     fn type_name(&self) -> &'static str {
         match self {
             SourceKind::Pcap(c) => c.type_name(),
+            SourceKind::EbpfSocket(c) => c.type_name(),
         }
     }
     fn validate(&self) -> Vec<ValueError> {
         match self {
             SourceKind::Pcap(c) => c.validate(),
+            SourceKind::EbpfSocket(c) => c.validate(),
         }
     }
 }
@@ -64,17 +66,27 @@ impl SourceConfig for SourceKind {
     fn output(&self) -> DataType {
         match self {
             SourceKind::Pcap(c) => c.output(),
+            SourceKind::EbpfSocket(c) => c.output(),
         }
     }
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BoxError> {
         match self {
             SourceKind::Pcap(c) => c.build(cx),
+            SourceKind::EbpfSocket(c) => c.build(cx),
         }
     }
     fn can_reconfigure(&self, new: &Self) -> bool {
-        // One arm per variant pair, then `_ => false` once there are two kinds.
         match (self, new) {
             (SourceKind::Pcap(a), SourceKind::Pcap(b)) => a.can_reconfigure(b),
+            (SourceKind::EbpfSocket(a), SourceKind::EbpfSocket(b)) => a.can_reconfigure(b),
+            _ => false,
+        }
+    }
+    fn update_payload(&self) -> std::sync::Arc<dyn std::any::Any + Send + Sync> {
+        // The source downcasts to its own config type.
+        match self {
+            SourceKind::Pcap(c) => c.update_payload(),
+            SourceKind::EbpfSocket(c) => c.update_payload(),
         }
     }
 }
