@@ -76,6 +76,14 @@ struct SliceEntry {
     addresses: Box<[IpAddr]>,
 }
 
+/// A ReplicaSet: namespace, name and its Deployment (None: a bare ReplicaSet).
+#[derive(Debug)]
+struct RsEntry {
+    namespace: Arc<str>,
+    name: Box<str>,
+    deployment: Option<Arc<Workload>>,
+}
+
 /// Objects keyed by uid (names are reused: a StatefulSet pod comes back with the same name).
 type Uid = Box<str>;
 
@@ -86,8 +94,7 @@ pub struct ClusterState {
     pods: HashMap<Uid, PodEntry>,
     services: HashMap<Uid, (Arc<ServiceKey>, Box<[IpAddr]>)>,
     slices: HashMap<Uid, SliceEntry>,
-    /// (namespace, ReplicaSet) → its Deployment (None: a bare ReplicaSet).
-    replicasets: HashMap<Uid, (Arc<str>, Box<str>, Option<Arc<Workload>>)>,
+    replicasets: HashMap<Uid, RsEntry>,
     /// Per resource: uids seen since the last `Init` (a relist in progress).
     relisting: [Option<HashSet<Uid>>; 4],
     synced: [bool; 4],
@@ -323,7 +330,14 @@ impl ClusterState {
                     kind: "Deployment".into(),
                 })
             });
-        self.replicasets.insert(uid, (ns, name, deployment));
+        self.replicasets.insert(
+            uid,
+            RsEntry {
+                namespace: ns,
+                name,
+                deployment,
+            },
+        );
     }
 
     pub fn delete_replicaset(&mut self, rs: &ReplicaSet) {
@@ -364,8 +378,8 @@ impl ClusterState {
     pub fn snapshot(&self, now: Instant) -> Snapshot {
         let grace = self.opts.grace;
         let mut deployments: HashMap<(&str, &str), Option<&Arc<Workload>>> = HashMap::new();
-        for (ns, name, d) in self.replicasets.values() {
-            deployments.insert((ns, name), d.as_ref());
+        for rs in self.replicasets.values() {
+            deployments.insert((&rs.namespace, &rs.name), rs.deployment.as_ref());
         }
         // For each IP the best claimant: a live pod beats a gone one; of gone ones, the latest.
         let mut by_ip: HashMap<IpAddr, (Option<Instant>, PodView)> = HashMap::with_capacity(self.pods.len());
