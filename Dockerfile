@@ -3,18 +3,23 @@
 #   docker build -t ghcr.io/perisco/perisco:0.1.0 .
 #
 # The build stage uses the project's own set-up script for the kernel-side toolchain
-# (nightly rust-src, LLVM and a matching bpf-linker), the same one CI runs, so the image
-# builds the way the tests do. Only the build-time scripts run here; the test-only ones
-# (servers, traffic tools, emulators) are left out.
+# (scripts/setup.d/10-ebpf.sh: nightly rust-src, the matching LLVM and bpf-linker), the same
+# one CI runs, so the image builds the way the tests do. The other areas' scripts only
+# install test servers and tools, and are left out.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# The nightly that aya-build compiles the eBPF programs with; pinned, see ENVIRONMENT notes
-# in docs/ebpf.md (a newer nightly changes the LLVM major under bpf-linker).
-ARG NIGHTLY=nightly-2026-05-19
-RUN rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src
+# The nightly that aya-build compiles the eBPF programs with, pinned (a newer nightly changes
+# the LLVM major under bpf-linker). rustc 1.97.0-nightly (e50aa6fba 2026-05-19) is the
+# nightly dated the next day. 10-ebpf.sh calls it `+nightly`; rustup refuses "nightly" as a
+# custom link name, so the dated toolchain directory gets the channel's name as a symlink.
+ARG NIGHTLY=nightly-2026-05-20
+RUN rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src \
+ && host="$(rustc -vV | sed -n 's/^host: //p')" \
+ && ln -s "$RUSTUP_HOME/toolchains/$NIGHTLY-$host" "$RUSTUP_HOME/toolchains/nightly-$host" \
+ && rustc +nightly -vV
 COPY scripts scripts
-RUN set -eu; for s in scripts/setup.d/*-ebpf.sh; do if [ -e "$s" ]; then bash "$s"; fi; done
+RUN bash scripts/setup.d/10-ebpf.sh
 # Sources only: every workspace member, not target directories.
 COPY Cargo.toml Cargo.lock ./
 COPY src src
