@@ -132,7 +132,7 @@ struct Dir {
     /// A head split across writes.
     buf: Vec<u8>,
     buf_ts: u64,
-    held: Option<Held>,
+    held: Option<Box<Held>>,
     /// Body bytes of the current message seen so far (for `bodyBytes` of chunked bodies).
     body_seen: u64,
 }
@@ -608,7 +608,11 @@ fn headers_vec(headers: &[httparse::Header<'_>]) -> Vec<Header> {
         .iter()
         .map(|h| Header {
             key: h.name.to_owned(),
-            value: String::from_utf8_lossy(h.value).into_owned(),
+            // Header values are almost always ASCII: the strict check is faster than lossy.
+            value: match std::str::from_utf8(h.value) {
+                Ok(v) => v.to_owned(),
+                Err(_) => String::from_utf8_lossy(h.value).into_owned(),
+            },
         })
         .collect()
 }
@@ -741,10 +745,10 @@ fn start_body(dir: &mut Dir, cx: &mut Cx<'_>, msg: Option<Http1Message>, length:
     if cx.limits.max_body_bytes == 0 {
         cx.out.push(m);
     } else {
-        dir.held = Some(Held {
+        dir.held = Some(Box::new(Held {
             msg: m,
             body: Vec::new(),
-        });
+        }));
     }
 }
 
@@ -760,8 +764,8 @@ fn keep_body(dir: &mut Dir, cx: &mut Cx<'_>, bytes: &[u8]) {
     }
 }
 
-fn emit_held(h: Held, out: &mut Vec<Http1Message>) {
-    let Held { mut msg, body } = h;
+fn emit_held(h: Box<Held>, out: &mut Vec<Http1Message>) {
+    let Held { mut msg, body } = *h;
     let text = String::from_utf8_lossy(&body).into_owned();
     match &mut msg.head {
         Head::Request(r) => r.body = Some(text),

@@ -1,0 +1,59 @@
+//! parse + match exchanges per second of CPU time on one thread (the build machine is
+//! shared, so wall-clock figures undercount). Run: cargo bench -p perisco-l7 --bench cpu
+
+use std::time::Instant;
+
+use perisco_l7::{MatchConfig, Matcher, ParseConfig, Parser};
+
+mod common;
+
+/// ns this thread has run on a CPU (/proc/thread-self/schedstat, first field).
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn run(events: &[perisco_engine::event::SocketData], parser: &mut Parser, matcher: &mut Matcher) -> usize {
+    let mut msgs = Vec::with_capacity(64);
+    let mut recs = Vec::with_capacity(64);
+    let mut n = 0;
+    for ev in events {
+        parser.push(ev, &mut msgs);
+        for m in msgs.drain(..) {
+            matcher.push(Box::new(m), &mut recs);
+        }
+        n += recs.len();
+        recs.clear();
+    }
+    n
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    for (name, events) in [("http1", common::http1(100, 1000)), ("http2", common::http2(100, 1000))] {
+        let mut parser = Parser::new(&ParseConfig::default());
+        let mut matcher = Matcher::new(&MatchConfig::default());
+        run(&events[..events.len() / 10], &mut parser, &mut matcher); // warm-up
+        let mut parser = Parser::new(&ParseConfig::default());
+        let mut matcher = Matcher::new(&MatchConfig::default());
+        let (c0, w0) = (cpu_ns(), Instant::now());
+        let mut n = 0;
+        for _ in 0..3 {
+            n += run(&events, &mut parser, &mut matcher);
+            parser = Parser::new(&ParseConfig::default());
+            matcher = Matcher::new(&MatchConfig::default());
+        }
+        let (cpu, wall) = ((cpu_ns() - c0) as f64 / 1e9, w0.elapsed().as_secs_f64());
+        println!(
+            "{name}: {n} exchanges, {:.0} k exchanges/s per CPU-second ({:.3} s CPU), {:.0} k/s wall ({:.3} s)",
+            n as f64 / cpu / 1e3,
+            cpu,
+            n as f64 / wall / 1e3,
+            wall
+        );
+    }
+}
