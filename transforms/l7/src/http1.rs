@@ -760,12 +760,12 @@ fn keep_body(dir: &mut Dir, cx: &mut Cx<'_>, bytes: &[u8]) {
     if h.body.len() >= cx.limits.max_body_bytes
         && let Some(h) = dir.held.take()
     {
-        emit_held(h, cx.out);
+        emit_held(*h, cx.out);
     }
 }
 
-fn emit_held(h: Box<Held>, out: &mut Vec<Http1Message>) {
-    let Held { mut msg, body } = *h;
+fn emit_held(h: Held, out: &mut Vec<Http1Message>) {
+    let Held { mut msg, body } = h;
     let text = String::from_utf8_lossy(&body).into_owned();
     match &mut msg.head {
         Head::Request(r) => r.body = Some(text),
@@ -777,7 +777,7 @@ fn emit_held(h: Box<Held>, out: &mut Vec<Http1Message>) {
 /// The current message's body ended (or its framing was lost): emit a held message.
 fn end_message(dir: &mut Dir, out: &mut Vec<Http1Message>) {
     if let Some(h) = dir.held.take() {
-        emit_held(h, out);
+        emit_held(*h, out);
     }
     if matches!(dir.state, State::Body { .. } | State::Chunked(_)) {
         dir.state = State::Head;

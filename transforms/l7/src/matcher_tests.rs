@@ -69,6 +69,7 @@ fn brief(r: &Record) -> String {
     )
 }
 
+#[allow(clippy::vec_box)]
 fn run(cfg: MatchConfig, msgs: Vec<Box<L7Message>>) -> (Vec<String>, Matcher) {
     let mut m = Matcher::new(&cfg);
     let mut out = Vec::new();
