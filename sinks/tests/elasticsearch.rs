@@ -13,7 +13,13 @@ use perisco_sinks::elasticsearch::ElasticsearchConfig;
 use perisco_testutil::{ChildGuard, Need, free_port, require};
 use serde_json::Value;
 
-fn start_osmem(port: u16) -> ChildGuard {
+/// osmem-server on `port`, with the cross-process turn lock (see `exclusive`).
+fn start_osmem(port: u16) -> (std::fs::File, ChildGuard) {
+    let turn = exclusive("osmem");
+    (turn, start_osmem_unlocked(port))
+}
+
+fn start_osmem_unlocked(port: u16) -> ChildGuard {
     spawn_server(
         Command::new("osmem-server").args(["-addr", &format!("127.0.0.1:{port}"), "-no-stdin-watch", "-no-ja"]),
         port,
@@ -200,9 +206,12 @@ async fn outage(drop_newest: bool) {
             r#"
             endpoints = ["http://127.0.0.1:{}"]
             document_id = "{document_id}"
+            # A request cut half-way can leave the server waiting for the rest of its body;
+            # the request timeout turns that into a retry.
+            timeout = "2s"
             batch = {{ max_events = 50, timeout = "20ms" }}
             buffer = {{ max_events = 200, when_full = "{when_full}" }}
-            retry = {{ initial_backoff = "50ms", max_backoff = "300ms" }}
+            retry = {{ initial_backoff = "50ms", max_backoff = "300ms", flush_timeout = "60s" }}
             "#,
             proxy.port
         ),

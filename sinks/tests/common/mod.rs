@@ -164,6 +164,11 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(id: &str) -> Harness {
+        // Sink logs in the test output (shown for failing tests); RUST_LOG filters.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+            .with_test_writer()
+            .try_init();
         let registry = Registry::new();
         let metrics = perisco_engine::metrics::ComponentMetrics::register(&registry, id, "sink", "test");
         let cx = BuildContext {
@@ -340,6 +345,21 @@ impl Drop for TcpProxy {
     }
 }
 
+/// Hold an exclusive lock named `name` across test processes (nextest runs tests in
+/// parallel processes). Two osmem-server instances under load were seen stalling requests
+/// for seconds, so the osmem tests take turns.
+pub fn exclusive(name: &str) -> std::fs::File {
+    let path = std::env::temp_dir().join(format!("perisco-test-{name}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap();
+    f.lock().unwrap();
+    f
+}
+
 pub fn tests_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
@@ -491,11 +511,22 @@ pub async fn run_through_outage(
         .expect("sink did not finish")
         .unwrap()
         .unwrap();
+    let counters: Vec<String> = h
+        .registry
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("perisco_sink") && !l.ends_with(" 0"))
+        .map(String::from)
+        .collect();
     if o.drop_newest {
-        assert_eq!(h.delivered() + h.dropped_total(), n, "delivered + dropped");
-        assert_eq!(h.dropped_total(), h.dropped("buffer_full"));
+        assert_eq!(
+            h.delivered() + h.dropped_total(),
+            n,
+            "delivered + dropped: {counters:#?}"
+        );
+        assert_eq!(h.dropped_total(), h.dropped("buffer_full"), "{counters:#?}");
     } else {
-        assert_eq!(h.delivered(), n, "delivered");
-        assert_eq!(h.dropped_total(), 0, "dropped");
+        assert_eq!(h.delivered(), n, "delivered: {counters:#?}");
+        assert_eq!(h.dropped_total(), 0, "dropped: {counters:#?}");
     }
 }
