@@ -24,8 +24,8 @@ cleanup() { [[ -n "${NGINX:-}" ]] && kill "$NGINX" 2>/dev/null; [[ -n "${CAP:-}"
 trap cleanup EXIT
 
 if [[ $MODE == source ]]; then
-  (cd "$ROOT" && cargo build -q --release -p perisco-probes --example capture_bench)
   BENCH_BIN=$TARGET/release/examples/capture_bench
+  [[ -x $BENCH_BIN && -n ${NO_BUILD:-} ]] || (cd "$ROOT" && cargo build -q --release -p perisco-probes --example capture_bench)
 else
   BENCH_BIN=${PERISCO_BIN:-$TARGET/release/perisco}
   [[ -x $BENCH_BIN ]] || (cd "$ROOT" && cargo build -q --release -p perisco)

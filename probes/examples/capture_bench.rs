@@ -83,6 +83,7 @@ impl Sink for Count {
 }
 
 fn main() {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let keys = std::env::args().nth(1).unwrap_or_default();
     let text =
         format!("[sources.cap]\ntype = \"ebpf_socket\"\n{keys}\n\n[sinks.out]\ntype = \"count\"\ninputs = [\"cap\"]\n");
@@ -98,6 +99,10 @@ fn main() {
         .expect("start");
     let attached = registry.gauge("perisco_ebpf_attached", "", &[("component_id", "cap")]);
     while attached.get() != 1 {
+        if topo.sources_finished() {
+            eprintln!("the ebpf_socket source stopped before attaching (see the log above)");
+            std::process::exit(1);
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     println!("attached");

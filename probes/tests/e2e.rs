@@ -159,7 +159,7 @@ fn every_exchange_is_recorded_once_by_the_perisco_binary() {
     )
     .unwrap();
     // Traffic on a port outside `ports`: must not appear.
-    let quiet = ChildGuard::spawn(
+    let _quiet = ChildGuard::spawn(
         Command::new(PY)
             .args(["-m", "http.server", &quiet_port.to_string(), "--bind", "127.0.0.1"])
             .current_dir(d.join("py"))
