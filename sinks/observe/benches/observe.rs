@@ -96,7 +96,7 @@ fn get_flows(c: &mut Criterion) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let mut run = |req: GetFlowsRequest| {
+    let run = |req: GetFlowsRequest| {
         let mut client = client.clone();
         rt.block_on(async move {
             let mut s = client.get_flows(req).await.unwrap().into_inner();

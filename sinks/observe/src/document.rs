@@ -163,3 +163,56 @@ fn service(v: &Value) -> Option<ServiceRef> {
         namespace: str_at(v, "namespace").unwrap_or_default(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn intact_records_round_trip() {
+        let d = doc(serde_json::json!({
+            "ts": "2023-04-11T03:43:29.619285359Z", "pid": 1,
+            "ip": {"client": "10.0.0.1", "server": "10.0.0.2", "ipVersion": "IPv4"},
+            "l4": {"TCP": {"clientPort": 40000, "serverPort": 80}},
+            "l7": {"latencyNs": "1500", "request": {"http": {"protocol": "HTTP/1.1", "method": "GET", "url": "/"}}},
+            "serverService": {"name": "books", "namespace": "shop"}
+        }));
+        let r = record_from_document(&d).unwrap();
+        assert_eq!(r.ts, 1_681_184_609_619_285_359);
+        assert_eq!(r.l7.latency_ns, Some(1500));
+        assert_eq!(r.server_service.unwrap().name, "books");
+    }
+
+    #[test]
+    fn reshaped_documents_keep_what_they_still_have() {
+        // remap dropped `l4` and `pid`, added a field and made latency a number.
+        let d = doc(serde_json::json!({
+            "ts": "2023-04-11T03:43:29Z",
+            "ip": {"client": "10.0.0.1", "server": "10.0.0.2"},
+            "l7": {"latencyNs": 2500, "response": {"http": {"protocol": "HTTP/2", "code": 503}},
+                   "request": {"http": {"method": "POST", "url": "/x", "headers": [{"key": "a", "value": "b"}]}}},
+            "server": {"namespace": "shop", "podName": "books-1", "workload": {"name": "books", "kind": "Deployment"}},
+            "team": "payments",
+            "incomplete": ["request_truncated"]
+        }));
+        let r = record_from_document(&d).unwrap();
+        assert_eq!(r.l4.tcp.server_port, 0);
+        assert_eq!(r.l7.latency_ns, Some(2500));
+        assert_eq!(r.l7.response.unwrap().http.code, 503);
+        assert_eq!(r.l7.request.unwrap().http.headers, vec![Header::new("a", "b")]);
+        assert_eq!(r.server.unwrap().workload.unwrap().name, "books");
+        assert_eq!(r.incomplete, vec![Cow::Borrowed("request_truncated")]);
+    }
+
+    #[test]
+    fn documents_without_an_exchange_are_skipped() {
+        assert!(record_from_document(&doc(serde_json::json!({"message": "hello"}))).is_none());
+    }
+}

@@ -65,8 +65,9 @@ impl NamespacedPrefix {
     }
 
     fn matches(&self, namespace: &str, name: &str) -> bool {
-        !name.is_empty() && self.namespace == namespace && name.starts_with(&self.prefix)
-            || self.prefix.is_empty() && self.namespace == namespace && !namespace.is_empty()
+        // "ns/" matches anything in the namespace; "ns/prefix" needs a name with the prefix.
+        self.namespace == namespace
+            && (self.prefix.is_empty() && !namespace.is_empty() || !name.is_empty() && name.starts_with(&self.prefix))
     }
 }
 

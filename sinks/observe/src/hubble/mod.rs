@@ -24,6 +24,7 @@ use perisco_engine::event::DataType;
 use perisco_engine::metrics::Counter;
 use serde::Deserialize;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
@@ -218,10 +219,15 @@ fn serve(
         .add_service(PeerServer::new(svc))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    Ok(Box::pin(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
-        async move {
-            let _ = stop.wait_for(|s| *s).await;
-        },
-    )))
+    // `Server::tcp_nodelay` only applies to listeners tonic binds itself: without it, the
+    // last small messages of a stream wait for delayed ACKs on every GetFlows.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    });
+    Ok(Box::pin(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })))
 }
