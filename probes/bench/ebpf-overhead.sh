@@ -56,7 +56,7 @@ run_wrk() { # $1 = extra args; prints requests/s
 
 start_capture() {
   if [[ $MODE == source ]]; then
-    coproc CAPP { "$BENCH_BIN" "ports = [$PORT]"; }
+    coproc CAPP { exec "$BENCH_BIN" "ports = [$PORT]" 2>"$WORK/capture.log"; }
     CAP=$CAPP_PID
     read -r line <&"${CAPP[0]}"   # "attached"
   else
@@ -84,7 +84,7 @@ TOML
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-stop_capture() { # prints "cpu_seconds peak_rss_kib ring_dropped"
+stop_capture() { # writes "cpu_seconds peak_rss_kib ring_dropped" to $WORK/stop (runs in this shell: it closes the coproc)
   local ticks hwm drops
   ticks=$(cpu_ticks "$CAP"); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$CAP/status")
   if [[ $MODE == source ]]; then
@@ -97,7 +97,7 @@ stop_capture() { # prints "cpu_seconds peak_rss_kib ring_dropped"
     kill -TERM "$CAP"; wait "$CAP" || true
   fi
   CAP=
-  echo "$(python3 -c "print($ticks/$(getconf CLK_TCK))") $hwm ${drops:-0}"
+  echo "$(python3 -c "print($ticks/$(getconf CLK_TCK))") $hwm ${drops:-0}" >"$WORK/stop"
 }
 
 echo "mode=$MODE rounds=$ROUNDS duration=${DURATION}s conns=$CONNS paced_rate=$RATE nginx=127.0.0.1:$PORT"
@@ -110,7 +110,8 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "$r,off,$load,$base,,,,"
     start_capture
     probed=$(run_wrk "$args")
-    read -r cpu hwm drops < <(stop_capture)
+    stop_capture
+    read -r cpu hwm drops <"$WORK/stop"
     per=$(python3 -c "print(round($cpu*1e6/($probed*$DURATION),2))")
     echo "$r,on,$load,$probed,$cpu,$per,$hwm,$drops"
   done
