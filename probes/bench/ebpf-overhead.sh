@@ -54,11 +54,14 @@ run_wrk() { # $1 = extra args; prints requests/s
   wrk -t1 -c"$CONNS" -d"${DURATION}s" $1 "http://127.0.0.1:$PORT/index.html" | awk '/Requests\/sec/ {print $2}'
 }
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 start_capture() {
   if [[ $MODE == source ]]; then
     coproc CAPP { exec "$BENCH_BIN" "ports = [$PORT]" 2>"$WORK/capture.log"; }
     CAP=$CAPP_PID
     read -r line <&"${CAPP[0]}"   # "attached"
+    START_TICKS=$(cpu_ticks "$CAP")
   else
     cat >"$WORK/pipeline.toml" <<TOML
 [api]
@@ -79,14 +82,14 @@ path = "$WORK/records.jsonl"
 TOML
     "$BENCH_BIN" --config "$WORK/pipeline.toml" >/dev/null 2>"$WORK/perisco.log" & CAP=$!
     until curl -s "http://127.0.0.1:$API/metrics" | grep -q 'perisco_ebpf_attached{component_id="capture"} 1'; do sleep 0.2; done
+    START_TICKS=$(cpu_ticks "$CAP")
   fi
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
 stop_capture() { # writes "cpu_seconds peak_rss_kib ring_dropped" to $WORK/stop (runs in this shell: it closes the coproc)
   local ticks hwm drops
-  ticks=$(cpu_ticks "$CAP"); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$CAP/status")
+  # CPU spent after attaching (loading the programs is charged to the process too).
+  ticks=$(( $(cpu_ticks "$CAP") - START_TICKS )); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$CAP/status")
   if [[ $MODE == source ]]; then
     eval "exec ${CAPP[1]}>&-"
     local stats; read -r stats <&"${CAPP[0]}"
