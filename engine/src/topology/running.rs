@@ -30,7 +30,7 @@ use crate::component::{
     Source, SourceConfig, SourceContext, SourceOutput, TransformConfig,
 };
 use crate::config::{Config, ConfigDiff};
-use crate::health::{HealthRegistry, Status};
+use crate::health::{HealthHandle, HealthRegistry, Status};
 use crate::metrics::{ComponentMetrics, Counter, Registry};
 use crate::record::now_ns;
 
@@ -75,9 +75,9 @@ pub struct RunningTopology<C: Components> {
 
 /// A component built but not yet started.
 enum Built {
-    Source(Box<dyn Source>),
-    Transform(Box<dyn FunctionTransform>),
-    Sink(Box<dyn Sink>),
+    Source(Box<dyn Source>, HealthHandle),
+    Transform(Box<dyn FunctionTransform>, HealthHandle),
+    Sink(Box<dyn Sink>, HealthHandle),
 }
 
 impl<C: Components> RunningTopology<C> {
@@ -229,24 +229,21 @@ impl<C: Components> RunningTopology<C> {
         let with_id = |id: &Arc<str>, e: BoxError| -> BoxError { format!("component `{id}`: {e}").into() };
         for id in diff.sources.to_add.iter().chain(&diff.sources.to_change) {
             let c = &cfg.sources[id];
-            let s = c
-                .build(&cx(id, Kind::Source, c.type_name()))
-                .map_err(|e| with_id(id, e))?;
-            built.insert(id.clone(), Built::Source(s));
+            let cx = cx(id, Kind::Source, c.type_name());
+            let s = c.build(&cx).map_err(|e| with_id(id, e))?;
+            built.insert(id.clone(), Built::Source(s, cx.health));
         }
         for id in diff.transforms.to_add.iter().chain(&diff.transforms.to_change) {
             let c = &cfg.transforms[id].inner;
-            let t = c
-                .build(&cx(id, Kind::Transform, c.type_name()))
-                .map_err(|e| with_id(id, e))?;
-            built.insert(id.clone(), Built::Transform(t));
+            let cx = cx(id, Kind::Transform, c.type_name());
+            let t = c.build(&cx).map_err(|e| with_id(id, e))?;
+            built.insert(id.clone(), Built::Transform(t, cx.health));
         }
         for id in diff.sinks.to_add.iter().chain(&diff.sinks.to_change) {
             let c = &cfg.sinks[id].inner;
-            let s = c
-                .build(&cx(id, Kind::Sink, c.type_name()))
-                .map_err(|e| with_id(id, e))?;
-            built.insert(id.clone(), Built::Sink(s));
+            let cx = cx(id, Kind::Sink, c.type_name());
+            let s = c.build(&cx).map_err(|e| with_id(id, e))?;
+            built.insert(id.clone(), Built::Sink(s, cx.health));
             if let Some(check) = c.healthcheck() {
                 let id = id.clone();
                 tokio::spawn(async move {
@@ -293,38 +290,38 @@ impl<C: Components> RunningTopology<C> {
         let capacity = new.global.channel_capacity;
         // Start consumers first so sources have somewhere to send.
         for id in diff.sinks.to_add.iter().chain(&diff.sinks.to_change) {
-            if let Some(Built::Sink(s)) = built.remove(id) {
+            if let Some(Built::Sink(s, health)) = built.remove(id) {
                 let c = &new.sinks[id].inner;
-                let node = self.spawn_sink(id.clone(), c.type_name(), s, capacity);
+                let node = self.spawn_sink(id.clone(), c.type_name(), s, health, capacity);
                 self.sinks.insert(id.clone(), node);
             }
         }
         for id in diff.transforms.to_add.iter().chain(&diff.transforms.to_change) {
-            if let Some(Built::Transform(t)) = built.remove(id) {
+            if let Some(Built::Transform(t, health)) = built.remove(id) {
                 let c = &new.transforms[id].inner;
-                let node = self.spawn_transform(id.clone(), c.type_name(), t, capacity);
+                let node = self.spawn_transform(id.clone(), c.type_name(), t, health, capacity);
                 self.transforms.insert(id.clone(), node);
             }
         }
         // Wire before sources start so their first batch has routes.
-        let new_sources: Vec<(Arc<str>, Box<dyn Source>, &'static str)> = diff
+        let new_sources: Vec<(Arc<str>, Box<dyn Source>, &'static str, HealthHandle)> = diff
             .sources
             .to_add
             .iter()
             .chain(&diff.sources.to_change)
             .filter_map(|id| match built.remove(id) {
-                Some(Built::Source(s)) => Some((id.clone(), s, new.sources[id].type_name())),
+                Some(Built::Source(s, h)) => Some((id.clone(), s, new.sources[id].type_name(), h)),
                 _ => None,
             })
             .collect();
         let pending: Vec<_> = new_sources
             .into_iter()
-            .map(|(id, s, t)| (id, s, t, Fanout::new()))
+            .map(|(id, s, t, h)| (id, s, t, h, Fanout::new()))
             .collect();
-        let extra: Vec<(&str, &Fanout)> = pending.iter().map(|(id, _, _, f)| (id.as_ref(), f)).collect();
+        let extra: Vec<(&str, &Fanout)> = pending.iter().map(|(id, _, _, _, f)| (id.as_ref(), f)).collect();
         self.rewire(&new, &extra);
-        for (id, s, type_name, output) in pending {
-            let running = self.spawn_source(id.clone(), type_name, s, output);
+        for (id, s, type_name, health, output) in pending {
+            let running = self.spawn_source(id.clone(), type_name, s, health, output);
             self.sources.insert(id, running);
         }
         self.draining.retain(|t| !t.is_finished());
@@ -369,6 +366,7 @@ impl<C: Components> RunningTopology<C> {
         id: Arc<str>,
         type_name: &'static str,
         source: Box<dyn Source>,
+        health: HealthHandle,
         output: Fanout,
     ) -> RunningSource {
         let metrics = ComponentMetrics::register(&self.registry, &id, "source", type_name);
@@ -383,8 +381,7 @@ impl<C: Components> RunningTopology<C> {
             updates,
             metrics,
         };
-        let health = self.health.handle(id.clone());
-        mark_running(&self.health, &id);
+        mark_running(&health);
         let fanout = output.clone();
         let finished = self.source_finished.clone();
         let span = info_span!("source", component = %id, r#type = type_name);
@@ -410,6 +407,7 @@ impl<C: Components> RunningTopology<C> {
         id: Arc<str>,
         type_name: &'static str,
         mut t: Box<dyn FunctionTransform>,
+        health: HealthHandle,
         capacity: usize,
     ) -> RunningNode {
         let metrics = ComponentMetrics::register(&self.registry, &id, "transform", type_name);
@@ -418,8 +416,7 @@ impl<C: Components> RunningTopology<C> {
         let mut input = BatchReceiver::new(rx, metrics.clone());
         let output = Fanout::new();
         let fanout = output.clone();
-        let health = self.health.handle(id.clone());
-        mark_running(&self.health, &id);
+        mark_running(&health);
         let span = info_span!("transform", component = %id, r#type = type_name);
         let task = tokio::spawn(
             async move {
@@ -459,7 +456,14 @@ impl<C: Components> RunningTopology<C> {
         }
     }
 
-    fn spawn_sink(&self, id: Arc<str>, type_name: &'static str, sink: Box<dyn Sink>, capacity: usize) -> RunningNode {
+    fn spawn_sink(
+        &self,
+        id: Arc<str>,
+        type_name: &'static str,
+        sink: Box<dyn Sink>,
+        health: HealthHandle,
+        capacity: usize,
+    ) -> RunningNode {
         let metrics = ComponentMetrics::register(&self.registry, &id, "sink", type_name);
         let (tx, rx) = mpsc::channel::<Batch>(capacity);
         self.register_channel_gauge(&id, &tx);
@@ -468,8 +472,7 @@ impl<C: Components> RunningTopology<C> {
             reopen: self.reopen.subscribe(),
             metrics,
         };
-        let health = self.health.handle(id.clone());
-        mark_running(&self.health, &id);
+        mark_running(&health);
         let span = info_span!("sink", component = %id, r#type = type_name);
         let task = tokio::spawn(
             async move {
@@ -553,15 +556,14 @@ impl<C: Components> RunningTopology<C> {
     }
 }
 
-fn mark_running(health: &Arc<HealthRegistry>, id: &Arc<str>) {
+fn mark_running(health: &HealthHandle) {
     // A component may already have reported itself degraded while building.
-    match health.snapshot().get(id) {
-        Some(Status::Degraded(_)) => {}
-        _ => health.handle(id.clone()).set(Status::Running),
+    if !matches!(health.get(), Some(Status::Degraded(_))) {
+        health.set(Status::Running);
     }
 }
 
-fn finish(health: &crate::health::HealthHandle, r: Result<(), BoxError>) {
+fn finish(health: &HealthHandle, r: Result<(), BoxError>) {
     match r {
         Ok(()) => health.set(Status::Finished),
         Err(e) => {
