@@ -109,7 +109,11 @@ fn every_config_example_validates() {
     assert!(checked > 0, "no examples in {}", dir.display());
     // The built-in default pipeline too.
     let out = perisco().arg("validate").output().unwrap();
-    assert!(out.status.success(), "default pipeline: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "default pipeline: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -155,7 +159,8 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
@@ -182,14 +187,21 @@ fn a_finite_pcap_run_ends_by_itself_after_draining() {
         ),
     );
     let mut child = ChildGuard::spawn(perisco().arg("--config").arg(&cfg).stderr(Stdio::null())).unwrap();
-    assert!(wait_until(Duration::from_secs(60), || child.0.try_wait().unwrap().is_some()), "did not exit");
+    assert!(
+        wait_until(Duration::from_secs(60), || child.0.try_wait().unwrap().is_some()),
+        "did not exit"
+    );
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
     let n = lines(&out);
     assert!(n > 10, "only {n} lines");
     assert_all_json(&out);
     // A second run appends the same number of lines.
     let mut child = ChildGuard::spawn(perisco().arg("--config").arg(&cfg).stderr(Stdio::null())).unwrap();
-    assert!(wait_until(Duration::from_secs(60), || child.0.try_wait().unwrap().is_some()));
+    assert!(wait_until(Duration::from_secs(60), || child
+        .0
+        .try_wait()
+        .unwrap()
+        .is_some()));
     assert_eq!(lines(&out), 2 * n);
 }
 
@@ -206,13 +218,23 @@ fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.json");
     let port = free_port();
-    let cfg = write_config(dir.path(), "p.toml", &looping(&fixture("http1-curl.pcapng"), &out, port));
+    let cfg = write_config(
+        dir.path(),
+        "p.toml",
+        &looping(&fixture("http1-curl.pcapng"), &out, port),
+    );
     let mut child = ChildGuard::spawn(perisco().arg("--config").arg(&cfg).stderr(Stdio::null())).unwrap();
     assert!(wait_until(Duration::from_secs(30), || lines(&out) > 1000), "no output");
     let metrics = http_get(port, "/metrics").unwrap();
-    assert!(metrics.contains("perisco_component_sent_events_total{component_id=\"in\""), "{metrics}");
+    assert!(
+        metrics.contains("perisco_component_sent_events_total{component_id=\"in\""),
+        "{metrics}"
+    );
     child.signal("TERM");
-    assert!(wait_until(Duration::from_secs(30), || child.0.try_wait().unwrap().is_some()), "did not stop");
+    assert!(
+        wait_until(Duration::from_secs(30), || child.0.try_wait().unwrap().is_some()),
+        "did not stop"
+    );
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
     // Drained: every line complete.
     assert_all_json(&out);
@@ -231,7 +253,10 @@ fn sighup_reload_swaps_a_sink_and_rejects_an_invalid_config() {
     // Swap the sink's file.
     write_config(dir.path(), "p.toml", &looping(&pcap, &b, port));
     child.signal("HUP");
-    assert!(wait_until(Duration::from_secs(30), || lines(&b) > 100), "new sink got nothing");
+    assert!(
+        wait_until(Duration::from_secs(30), || lines(&b) > 100),
+        "new sink got nothing"
+    );
     let a_after = lines(&a);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(lines(&a), a_after, "old sink still written after the swap");
@@ -239,14 +264,27 @@ fn sighup_reload_swaps_a_sink_and_rejects_an_invalid_config() {
     std::fs::write(&cfg, "[sources.in]\ntype = \"nope\"\n").unwrap();
     child.signal("HUP");
     let before = lines(&b);
-    assert!(wait_until(Duration::from_secs(30), || lines(&b) > before + 100), "stopped after a bad reload");
+    assert!(
+        wait_until(Duration::from_secs(30), || lines(&b) > before + 100),
+        "stopped after a bad reload"
+    );
     let health = http_get(port, "/health").unwrap();
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     let metrics = http_get(port, "/metrics").unwrap();
-    assert!(metrics.contains("perisco_config_reloads_total{result=\"ok\"} 1"), "{metrics}");
-    assert!(metrics.contains("perisco_config_reloads_total{result=\"failed\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("perisco_config_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("perisco_config_reloads_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
     child.signal("TERM");
-    assert!(wait_until(Duration::from_secs(30), || child.0.try_wait().unwrap().is_some()));
+    assert!(wait_until(Duration::from_secs(30), || child
+        .0
+        .try_wait()
+        .unwrap()
+        .is_some()));
     assert_all_json(&a);
     assert_all_json(&b);
 }
@@ -259,8 +297,14 @@ fn watch_config_reloads_on_file_change_and_sigusr1_reopens() {
     let port = free_port();
     let pcap = fixture("http1-curl.pcapng");
     let cfg = write_config(dir.path(), "p.toml", &looping(&pcap, &a, port));
-    let mut child =
-        ChildGuard::spawn(perisco().arg("--config").arg(&cfg).arg("--watch-config").stderr(Stdio::null())).unwrap();
+    let mut child = ChildGuard::spawn(
+        perisco()
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--watch-config")
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
     assert!(wait_until(Duration::from_secs(30), || lines(&a) > 100));
     // logrotate: move the file away, SIGUSR1, a new file appears at the path.
     let rotated = dir.path().join("a.json.1");
@@ -269,8 +313,15 @@ fn watch_config_reloads_on_file_change_and_sigusr1_reopens() {
     assert!(wait_until(Duration::from_secs(30), || lines(&a) > 10), "not reopened");
     // A ConfigMap-style change without a signal.
     write_config(dir.path(), "p.toml", &looping(&pcap, &b, port));
-    assert!(wait_until(Duration::from_secs(30), || lines(&b) > 10), "file change not picked up");
+    assert!(
+        wait_until(Duration::from_secs(30), || lines(&b) > 10),
+        "file change not picked up"
+    );
     child.signal("TERM");
-    assert!(wait_until(Duration::from_secs(30), || child.0.try_wait().unwrap().is_some()));
+    assert!(wait_until(Duration::from_secs(30), || child
+        .0
+        .try_wait()
+        .unwrap()
+        .is_some()));
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }

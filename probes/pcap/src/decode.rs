@@ -99,7 +99,11 @@ pub fn decode(linktype: i32, frame: &[u8]) -> Result<TcpSegment<'_>, Skip> {
                 .map_err(|_| Skip::Malformed)?;
             // NULL is in the writer's byte order: small values with zero high bytes are big endian.
             let big_endian = linktype == LINKTYPE_LOOP || (raw[0] == 0 && raw[1] == 0);
-            let family = if big_endian { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) };
+            let family = if big_endian {
+                u32::from_be_bytes(raw)
+            } else {
+                u32::from_le_bytes(raw)
+            };
             let et = match family {
                 2 => ETHERTYPE_IPV4,
                 // AF_INET6: 10 Linux, 24 NetBSD/OpenBSD, 28 FreeBSD, 30 macOS.
