@@ -218,7 +218,7 @@ fn perisco_pcap_to_hubble_and_prometheus_matches_the_file_sink() {
         let r = by_key
             .get(&key)
             .unwrap_or_else(|| panic!("flow {key} is not a record of the file sink"));
-        seen.insert(key);
+        seen.insert(key.clone());
         assert_eq!(
             f["l7"]["http"]["protocol"],
             &*r.l7.request.as_ref().unwrap().http.protocol
