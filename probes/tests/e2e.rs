@@ -92,7 +92,7 @@ fn every_exchange_is_recorded_once_by_the_perisco_binary() {
     std::fs::create_dir_all(d.join("py")).unwrap();
     std::fs::write(d.join("py/a.txt"), b"alpha\n").unwrap();
     std::fs::write(d.join("index.txt"), b"h2c body\n").unwrap();
-    std::fs::write(d.join("grpc.py"), GRPC).unwrap();
+    std::fs::write(d.join("grpc_echo.py"), GRPC).unwrap();
     let (py_port, nginx_port, h2_port, grpc_port, api, quiet_port) = (
         free_port(),
         free_port(),
@@ -153,7 +153,7 @@ fn every_exchange_is_recorded_once_by_the_perisco_binary() {
     .unwrap();
     let grpc = ChildGuard::spawn(
         Command::new(PY)
-            .arg(d.join("grpc.py"))
+            .arg(d.join("grpc_echo.py"))
             .arg("serve")
             .arg(grpc_port.to_string()),
     )
@@ -181,7 +181,7 @@ fn every_exchange_is_recorded_once_by_the_perisco_binary() {
     assert_eq!(
         run_ok(
             Command::new(PY)
-                .arg(d.join("grpc.py"))
+                .arg(d.join("grpc_echo.py"))
                 .arg("call")
                 .arg(grpc_port.to_string())
         ),

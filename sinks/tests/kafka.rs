@@ -94,6 +94,7 @@ fn sink(h: &Harness, toml_text: &str) -> Box<dyn Sink> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tansu, never run yet: its 8-15 min cargo install did not finish in the session that wrote these tests; run with PERISCO_KAFKA_TANSU=1 cargo test -p perisco-sinks --test kafka -- --ignored"]
 async fn kafka_delivers_every_record_as_the_file_sink_writes_it() {
     if !require(
         "kafka_delivers_every_record_as_the_file_sink_writes_it",
@@ -200,6 +201,7 @@ async fn outage(drop_newest: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tansu, never run yet: its 8-15 min cargo install did not finish in the session that wrote these tests; run with PERISCO_KAFKA_TANSU=1 cargo test -p perisco-sinks --test kafka -- --ignored"]
 async fn kafka_outage_with_block_delivers_everything_after_recovery() {
     if !require(
         "kafka_outage_with_block_delivers_everything_after_recovery",
@@ -211,6 +213,7 @@ async fn kafka_outage_with_block_delivers_everything_after_recovery() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tansu, never run yet: its 8-15 min cargo install did not finish in the session that wrote these tests; run with PERISCO_KAFKA_TANSU=1 cargo test -p perisco-sinks --test kafka -- --ignored"]
 async fn kafka_outage_with_drop_newest_counts_every_drop() {
     if !require(
         "kafka_outage_with_drop_newest_counts_every_drop",

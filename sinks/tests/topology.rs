@@ -182,11 +182,12 @@ async fn reload_of_a_sink_flushes_the_old_one_and_loses_nothing() {
             .arg(port.to_string()),
         port,
     );
-    const N: u64 = 4000;
+    // 80 batches at 5 ms: the source runs for ~400 ms, across the reload.
+    const N: u64 = 8000;
     let mut topo = RunningTopology::start(cfg(&pipeline(port, &file, N, "a")), Registry::new())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     // A changed sink is rebuilt: the old one delivers what it holds, the new one the rest.
     topo.reload(cfg(&pipeline(port, &file, N, "b"))).await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), topo.wait_sources_finished())
