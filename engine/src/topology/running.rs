@@ -304,24 +304,20 @@ impl<C: Components> RunningTopology<C> {
             }
         }
         // Wire before sources start so their first batch has routes.
-        let new_sources: Vec<(Arc<str>, Box<dyn Source>, &'static str, HealthHandle)> = diff
+        let pending: Vec<_> = diff
             .sources
             .to_add
             .iter()
             .chain(&diff.sources.to_change)
             .filter_map(|id| match built.remove(id) {
-                Some(Built::Source(s, h)) => Some((id.clone(), s, new.sources[id].type_name(), h)),
+                Some(Built::Source(s, h)) => Some((id.clone(), s, h, Fanout::new())),
                 _ => None,
             })
             .collect();
-        let pending: Vec<_> = new_sources
-            .into_iter()
-            .map(|(id, s, t, h)| (id, s, t, h, Fanout::new()))
-            .collect();
-        let extra: Vec<(&str, &Fanout)> = pending.iter().map(|(id, _, _, _, f)| (id.as_ref(), f)).collect();
+        let extra: Vec<(&str, &Fanout)> = pending.iter().map(|(id, _, _, f)| (id.as_ref(), f)).collect();
         self.rewire(&new, &extra);
-        for (id, s, type_name, health, output) in pending {
-            let running = self.spawn_source(id.clone(), type_name, s, health, output);
+        for (id, s, health, output) in pending {
+            let running = self.spawn_source(id.clone(), new.sources[&id].type_name(), s, health, output);
             self.sources.insert(id, running);
         }
         self.draining.retain(|t| !t.is_finished());
