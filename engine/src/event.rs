@@ -179,7 +179,7 @@ impl SocketData {
         }
     }
 
-    fn summary(&self) -> SocketSummary<'_> {
+    fn summary(&self) -> SocketSummary {
         SocketSummary {
             conn_id: self.conn_id,
             kind: self.kind,
@@ -191,13 +191,12 @@ impl SocketData {
             direction: self.direction,
             len: self.len,
             captured: self.data.len(),
-            _p: std::marker::PhantomData,
         }
     }
 }
 
 #[derive(Serialize)]
-struct SocketSummary<'a> {
+struct SocketSummary {
     conn_id: u64,
     kind: SocketEventKind,
     ts_ns: u64,
@@ -208,8 +207,6 @@ struct SocketSummary<'a> {
     direction: Direction,
     len: u32,
     captured: usize,
-    #[serde(skip)]
-    _p: std::marker::PhantomData<&'a ()>,
 }
 
 /// Identity of a connection once the parser knows who is client and who is server.

@@ -25,6 +25,18 @@ fn assert_exactly_once(name: &str, ids: &[u64], expected: impl Iterator<Item = u
     }
 }
 
+/// Events the `gen` source sent.
+fn gen_sent(registry: &Registry) -> u64 {
+    let labels = [
+        ("component_id", "gen"),
+        ("component_kind", "source"),
+        ("component_type", "generator"),
+    ];
+    registry
+        .counter_value("perisco_component_sent_events_total", &labels)
+        .unwrap()
+}
+
 async fn run_to_end(c: Cfg) -> RunningTopology<TestComponents> {
     let topo = RunningTopology::start(c, Registry::new()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), topo.wait_sources_finished())
@@ -115,16 +127,7 @@ name = "shutdown_out"
     tokio::time::sleep(Duration::from_millis(300)).await;
     let report = topo.stop(Duration::from_secs(30)).await;
     assert!(report.drained);
-    let sent = registry
-        .counter_value(
-            "perisco_component_sent_events_total",
-            &[
-                ("component_id", "gen"),
-                ("component_kind", "source"),
-                ("component_type", "generator"),
-            ],
-        )
-        .unwrap();
+    let sent = gen_sent(&registry);
     assert!(sent > 0);
     let ids = collected("shutdown_out");
     assert_exactly_once("shutdown_out", &ids, 0..sent);
@@ -188,16 +191,7 @@ async fn reload_swaps_a_sink_without_loss_or_duplicates() {
     let report = topo.stop(Duration::from_secs(30)).await;
     assert!(report.drained);
 
-    let sent = registry
-        .counter_value(
-            "perisco_component_sent_events_total",
-            &[
-                ("component_id", "gen"),
-                ("component_kind", "source"),
-                ("component_type", "generator"),
-            ],
-        )
-        .unwrap();
+    let sent = gen_sent(&registry);
     // The unchanged path saw every event exactly once.
     assert_exactly_once("keep", &collected("reload_keep_swap"), 0..sent);
     // The swapped path: old + new sink together saw every event exactly once.
@@ -230,16 +224,7 @@ async fn fifty_reloads_under_load_stay_healthy() {
     }
     let report = topo.stop(Duration::from_secs(30)).await;
     assert!(report.drained);
-    let sent = registry
-        .counter_value(
-            "perisco_component_sent_events_total",
-            &[
-                ("component_id", "gen"),
-                ("component_kind", "source"),
-                ("component_type", "generator"),
-            ],
-        )
-        .unwrap();
+    let sent = gen_sent(&registry);
     assert_exactly_once("fifty keep", &collected("reload_keep_fifty"), 0..sent);
     // 50 rebuilt transforms in a row: their outputs together still hold each event once.
     assert_exactly_once("fifty swap", &collected("fifty_swap"), 0..sent);

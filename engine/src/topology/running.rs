@@ -168,40 +168,10 @@ impl<C: Components> RunningTopology<C> {
             info!("configuration unchanged");
             return Ok(());
         }
-        let new_api = if diff.api_changed {
-            match &new.api {
-                Some(a) => {
-                    // The old server may hold the same address: free it first, and bring it
-                    // back if the new one cannot start.
-                    if let Some(old_api) = self.api.take() {
-                        old_api.stop().await;
-                    }
-                    match ApiServer::start(a.address, self.registry.clone(), self.health.clone()).await {
-                        Ok(s) => Some(s),
-                        Err(e) => {
-                            if let Some(o) = &old.api {
-                                self.api = ApiServer::start(o.address, self.registry.clone(), self.health.clone())
-                                    .await
-                                    .ok();
-                            }
-                            return Err(e);
-                        }
-                    }
-                }
-                None => None,
-            }
-        } else {
-            None
-        };
-        let built = match self.build(&new, &diff) {
-            Ok(b) => b,
-            Err(e) => return Err(e),
-        };
+        // Build first: if any component cannot be built, nothing has changed yet.
+        let built = self.build(&new, &diff)?;
         if diff.api_changed {
-            if let Some(a) = self.api.take() {
-                a.stop().await;
-            }
-            self.api = new_api;
+            self.swap_api(old.api.as_ref(), new.api.as_ref()).await?;
         }
         info!(
             added = diff.sources.to_add.len() + diff.transforms.to_add.len() + diff.sinks.to_add.len(),
@@ -212,6 +182,33 @@ impl<C: Components> RunningTopology<C> {
         );
         self.apply(new, diff, built);
         Ok(())
+    }
+
+    /// Move `[api]` to its new address. The old server may hold the same address, so it
+    /// stops first; if the new one cannot start, the old one is brought back.
+    async fn swap_api(
+        &mut self,
+        old: Option<&crate::config::ApiConfig>,
+        new: Option<&crate::config::ApiConfig>,
+    ) -> Result<(), BoxError> {
+        if let Some(a) = self.api.take() {
+            a.stop().await;
+        }
+        let Some(new) = new else { return Ok(()) };
+        match ApiServer::start(new.address, self.registry.clone(), self.health.clone()).await {
+            Ok(s) => {
+                self.api = Some(s);
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(o) = old {
+                    self.api = ApiServer::start(o.address, self.registry.clone(), self.health.clone())
+                        .await
+                        .ok();
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Build what the diff adds or changes, all or nothing.
