@@ -3,6 +3,7 @@ Usage: python3 sink_server.py PORT [OUT_JSONL]
 - Any POST/PUT: records {method,path,headers,status,body(gunzipped)} and replies with the
   current status (200 by default, env SINK_STATUS, or set at run time by POST /_status/NNN).
 - GET /_requests -> every recorded request; GET /_stats -> {"requests":N,"bytes":B};
+  GET /_header/NAME -> the distinct values of header NAME over all requests;
   POST /_reset clears.
 - OUT_JSONL (optional) gets every record too, so a restarted server keeps history.
 """
@@ -38,6 +39,10 @@ class H(BaseHTTPRequestHandler):
             with LOCK: return self._reply(200, {"requests": len(REQS), "bytes": BYTES[0]})
         if self.path == "/_requests":
             with LOCK: return self._reply(200, REQS)
+        if self.path.startswith("/_header/"):
+            name = self.path.rsplit("/", 1)[1].lower()
+            with LOCK: vals = {v for r in REQS for k, v in r["headers"].items() if k.lower() == name}
+            return self._reply(200, sorted(vals))
         self._reply(200, {"ok": True})
     def do_POST(self):
         body = self._body()

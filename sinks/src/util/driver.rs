@@ -161,7 +161,9 @@ impl<D: Deliver> Writer<D> {
                 Some(i) => i,
                 None => {
                     let got = tokio::select! {
-                        i = rx.recv() => i,
+                        // A reopen (SIGUSR1 after logrotate renamed the file) goes before
+                        // events that arrived at the same time: they belong in the new file.
+                        biased;
                         r = reopen.recv(), if reopen_open => {
                             match r {
                                 Ok(()) | Err(RecvError::Lagged(_)) => self.deliver.reopen(),
@@ -170,6 +172,7 @@ impl<D: Deliver> Writer<D> {
                             }
                             continue;
                         }
+                        i = rx.recv() => i,
                     };
                     match got {
                         Some(i) => {
