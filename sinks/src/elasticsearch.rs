@@ -255,7 +255,7 @@ impl SinkConfig for ElasticsearchConfig {
                 .headers(headers)
                 .send()
                 .await
-                .map_err(|e| error_chain(&e.without_url()))?;
+                .map_err(|e| format!("GET {endpoint}/: {}", error_chain(&e.without_url())))?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(format!("GET {endpoint}/ answered {status}").into());

@@ -257,3 +257,22 @@ async fn elasticsearch_outage_with_drop_newest_counts_every_drop() {
     }
     outage(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elasticsearch_healthcheck_reports_down_and_up() {
+    if !needs("elasticsearch_healthcheck_reports_down_and_up") {
+        return;
+    }
+    let port = free_port(); // nothing listens yet
+    let cfg: ElasticsearchConfig = toml::from_str(&format!("endpoints = [\"http://127.0.0.1:{port}\"]")).unwrap();
+    let err = cfg.healthcheck().expect("es sink has a healthcheck").await.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "error names the endpoint: {err}"
+    );
+    let _osmem = start_osmem(port);
+    cfg.healthcheck()
+        .unwrap()
+        .await
+        .expect("healthy once osmem-server listens");
+}

@@ -261,3 +261,32 @@ async fn http_outage_with_drop_newest_counts_every_drop() {
     }
     outage(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_healthcheck_names_the_unreachable_address() {
+    if !require(
+        "http_healthcheck_names_the_unreachable_address",
+        &[Need::Command("python3")],
+    ) {
+        return;
+    }
+    let port = free_port(); // nothing listens yet
+    let cfg: HttpConfig = toml::from_str(&format!("uri = \"http://127.0.0.1:{port}/ingest\"")).unwrap();
+    let err = cfg
+        .healthcheck()
+        .expect("http sink has a healthcheck")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "error names the address: {err}"
+    );
+    let _server = start_server(port, 200);
+    cfg.healthcheck()
+        .unwrap()
+        .await
+        .expect("healthy once the server listens");
+    // A TCP connect only: the check sent no request to the receiver.
+    let stats = get_json(&format!("http://127.0.0.1:{port}/_stats")).await;
+    assert_eq!(stats["requests"], 0, "{stats}");
+}

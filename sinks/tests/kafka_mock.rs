@@ -189,3 +189,18 @@ async fn kafka_mock_broker_down_with_block_delivers_everything_after_recovery() 
 async fn kafka_mock_broker_down_with_drop_newest_counts_every_drop() {
     outage(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_healthcheck_fails_clearly_when_no_broker_answers() {
+    let port = perisco_testutil::free_port(); // nothing listens
+    let cfg: KafkaConfig = toml::from_str(&format!(
+        "bootstrap_servers = \"127.0.0.1:{port}\"\ntopic = \"perisco\""
+    ))
+    .unwrap();
+    let err = cfg
+        .healthcheck()
+        .expect("kafka sink has a healthcheck")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot fetch metadata"), "{err}");
+}
