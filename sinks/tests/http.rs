@@ -197,10 +197,57 @@ async fn http_permanent_400_is_counted_not_retried() {
     assert!(h.cx.metrics.errors.get() >= 3);
 }
 
+/// The recording server as a process that the outage tests really stop (SIGKILL) and
+/// start again on the same port; it appends every request to `log`, which outlives it.
+struct RestartingServer {
+    port: u16,
+    log: std::path::PathBuf,
+    child: Option<ChildGuard>,
+}
+
+impl RestartingServer {
+    fn spawn(&self) -> ChildGuard {
+        spawn_server(
+            Command::new("python3")
+                .arg(tests_dir().join("sink_server.py"))
+                .arg(self.port.to_string())
+                .arg(&self.log),
+            self.port,
+        )
+    }
+
+    /// Every record in 2xx requests over all the server's lives.
+    fn received(&self) -> Vec<Value> {
+        let mut records = Vec::new();
+        for line in std::fs::read_to_string(&self.log).unwrap().lines() {
+            let r: Value = serde_json::from_str(line).unwrap();
+            if r["status"] == 200 {
+                let body = r["body"].as_str().unwrap();
+                records.extend(body.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+            }
+        }
+        records
+    }
+}
+
+impl Network for RestartingServer {
+    async fn down(&mut self) {
+        self.child = None; // ChildGuard's drop kills and reaps the process
+    }
+    async fn up(&mut self) {
+        let child = tokio::task::block_in_place(|| self.spawn());
+        self.child = Some(child);
+    }
+}
+
 async fn outage(drop_newest: bool) {
-    let server_port = free_port();
-    let _server = start_server(server_port, 200);
-    let mut proxy = TcpProxy::start(free_port(), ([127, 0, 0, 1], server_port).into()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = RestartingServer {
+        port: free_port(),
+        log: dir.path().join("requests.jsonl"),
+        child: None,
+    };
+    server.up().await;
     const N: usize = 3000;
     let when_full = if drop_newest { "drop_newest" } else { "block" };
     let h = Harness::new("out");
@@ -214,7 +261,7 @@ async fn outage(drop_newest: bool) {
             buffer = {{ max_events = 200, when_full = "{when_full}" }}
             retry = {{ initial_backoff = "50ms", max_backoff = "300ms" }}
             "#,
-            proxy.port
+            server.port
         ),
     );
     let o = Outage {
@@ -225,8 +272,8 @@ async fn outage(drop_newest: bool) {
         channel: 2,
         drop_newest,
     };
-    run_through_outage(&h, s, &mut proxy, records(N, 0), o).await;
-    let (got, _) = received(server_port, 200).await;
+    run_through_outage(&h, s, &mut server, records(N, 0), o).await;
+    let got = server.received();
     let seqs: BTreeSet<u64> = got.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
     // A request cut after the server read it but before the reply arrived is sent again:
     // at-least-once, so compare distinct records.
