@@ -191,11 +191,6 @@ impl Http2Conn {
         let mut again = self.run(side, data, ts_ns, out)?;
         while let Some(v) = again {
             again = self.run(side, &v, ts_ns, out)?;
-            let r = &mut self.readers[side.idx()];
-            if r.buf.capacity() == 0 {
-                r.buf = v;
-                r.buf.clear();
-            }
         }
         if truncated {
             self.gap(side, out);
@@ -429,7 +424,8 @@ impl Http2Conn {
                     if r.buf.len() == h.len as usize {
                         r.state = ReadState::Header;
                         core.on_frame(side, &h, &r.buf, r.frame_ts, out);
-                        r.buf.clear();
+                        // Released, not kept: an idle connection holds no frame buffer.
+                        r.buf = Vec::new();
                     }
                 }
                 ReadState::Data { h, mut pos, mut pad } => {

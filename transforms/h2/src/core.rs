@@ -44,21 +44,23 @@ pub struct PendingBlock {
 
 #[derive(Debug, Default)]
 pub struct Stream {
-    // Inline rather than boxed: two allocations fewer per exchange.
-    pub req: Option<Msg>,
-    pub resp: Option<Msg>,
+    // Boxed: a stream waiting for its response (the request already emitted) then costs
+    // a few words in the stream table instead of two inline messages.
+    pub req: Option<Box<Msg>>,
+    pub resp: Option<Box<Msg>>,
     /// The request was emitted (or is not ours to emit: upgrade, or never seen).
     pub req_done: bool,
     pub resp_done: bool,
     /// gRPC (service, method) when the request said so.
-    pub call: Option<(String, String)>,
+    pub call: Option<Box<(String, String)>>,
 }
 
 pub struct Core {
     pub conn: Arc<ConnInfo>,
     pub opts: Http2Options,
     pub decoders: [Decoder; 2],
-    pub pending: [Option<PendingBlock>; 2],
+    /// Boxed: blocks spanning CONTINUATION frames are rare; idle connections stay small.
+    pub pending: [Option<Box<PendingBlock>>; 2],
     /// Largest frame each side may send (raised by the other side's SETTINGS).
     pub max_frame: [u32; 2],
     /// A header block was decoded on this side (so its table is no longer "from the start").
@@ -125,13 +127,13 @@ impl Core {
                 if h.has(frame::END_HEADERS) {
                     self.block(side, h.stream, h.has(frame::END_STREAM), push, ts, frag, false, out);
                 } else {
-                    self.pending[i] = Some(PendingBlock {
+                    self.pending[i] = Some(Box::new(PendingBlock {
                         stream: h.stream,
                         end_stream: h.has(frame::END_STREAM) && !push,
                         push,
                         ts,
                         buf: frag.to_vec(),
-                    });
+                    }));
                 }
             }
             frame::CONTINUATION => self.continuation(side, h, payload, false, out),
@@ -215,7 +217,7 @@ impl Core {
         }
     }
 
-    fn finish_pending(&mut self, side: Side, p: PendingBlock, truncated: bool, out: &mut Vec<L7Message>) {
+    fn finish_pending(&mut self, side: Side, p: Box<PendingBlock>, truncated: bool, out: &mut Vec<L7Message>) {
         self.block(side, p.stream, p.end_stream, p.push, p.ts, &p.buf, truncated, out);
     }
 
@@ -282,9 +284,9 @@ impl Core {
         match s.req.as_mut() {
             None => {
                 if b.grpc {
-                    s.call = Some(grpc::split_path(b.path.as_deref().unwrap_or("")));
+                    s.call = Some(Box::new(grpc::split_path(b.path.as_deref().unwrap_or(""))));
                 }
-                s.req = Some(Msg::new(Kind::Request, ts, b, false));
+                s.req = Some(Box::new(Msg::new(Kind::Request, ts, b, false)));
             }
             Some(m) => m.merge(b),
         }
@@ -316,7 +318,7 @@ impl Core {
                     return;
                 }
                 let grpc_call = s.call.is_some();
-                s.resp = Some(Msg::new(Kind::Response, ts, b, grpc_call));
+                s.resp = Some(Box::new(Msg::new(Kind::Response, ts, b, grpc_call)));
             }
             Some(m) => m.merge(b),
         }
@@ -364,12 +366,12 @@ impl Core {
         if let Some(mut m) = s.req.take() {
             m.mark(req_why);
             self.stats.requests += 1;
-            out.push(m.into_message(&self.conn, id, s.call.as_ref()));
+            out.push(m.into_message(&self.conn, id, s.call.as_deref()));
         }
         if let Some(mut m) = s.resp.take() {
             m.mark(resp_why);
             self.stats.responses += 1;
-            out.push(m.into_message(&self.conn, id, s.call.as_ref()));
+            out.push(m.into_message(&self.conn, id, s.call.as_deref()));
         }
     }
 
@@ -381,17 +383,21 @@ impl Core {
         if let Some(m) = s.req.take() {
             s.req_done = true;
             self.stats.requests += 1;
-            out.push(m.into_message(&self.conn, id, s.call.as_ref()));
+            out.push(m.into_message(&self.conn, id, s.call.as_deref()));
         }
         if side == Side::Server
             && let Some(m) = s.resp.take()
         {
             s.resp_done = true;
             self.stats.responses += 1;
-            out.push(m.into_message(&self.conn, id, s.call.as_ref()));
+            out.push(m.into_message(&self.conn, id, s.call.as_deref()));
         }
         if s.req_done && s.resp_done {
             self.streams.remove(&id);
+            if self.streams.is_empty() {
+                // An idle connection keeps no stream table (it is reallocated on the next stream).
+                self.streams = HashMap::default();
+            }
         }
     }
 
@@ -407,7 +413,7 @@ impl Core {
         if !s.resp_done {
             match s.resp.as_mut() {
                 Some(m) => m.mark(reason::RESPONSE_RESET),
-                None => s.resp = Some(Msg::reset_placeholder(ts, s.call.is_some())),
+                None => s.resp = Some(Box::new(Msg::reset_placeholder(ts, s.call.is_some()))),
             }
         }
         self.finish(Side::Server, id, out);
@@ -416,8 +422,8 @@ impl Core {
     pub fn msg_mut(&mut self, side: Side, id: u32) -> Option<&mut Msg> {
         let s = self.streams.get_mut(&id)?;
         match side {
-            Side::Client => s.req.as_mut(),
-            Side::Server => s.resp.as_mut(),
+            Side::Client => s.req.as_deref_mut(),
+            Side::Server => s.resp.as_deref_mut(),
         }
     }
 
@@ -466,8 +472,8 @@ impl Core {
     pub fn mark_open(&mut self, side: Side) {
         for s in self.streams.values_mut() {
             let m = match side {
-                Side::Client => s.req.as_mut(),
-                Side::Server => s.resp.as_mut(),
+                Side::Client => s.req.as_deref_mut(),
+                Side::Server => s.resp.as_deref_mut(),
             };
             if let Some(m) = m {
                 m.mark_gap();
@@ -489,19 +495,26 @@ impl Core {
         }
     }
 
+    /// Heap bytes held (the struct itself lives in its `Http2Conn`).
     pub fn memory(&self) -> usize {
         let streams: usize = self
             .streams
             .values()
             .map(|s| {
-                std::mem::size_of::<Stream>()
-                    + 8
-                    + s.req.as_ref().map_or(0, |m| m.memory())
-                    + s.resp.as_ref().map_or(0, |m| m.memory())
+                s.req.as_ref().map_or(0, |m| size_of::<Msg>() + m.memory())
+                    + s.resp.as_ref().map_or(0, |m| size_of::<Msg>() + m.memory())
+                    + s.call.as_ref().map_or(0, |c| size_of::<(String, String)>() + c.0.capacity() + c.1.capacity())
             })
             .sum();
-        let pending: usize = self.pending.iter().flatten().map(|p| p.buf.capacity()).sum();
-        std::mem::size_of::<Core>() + streams + pending + self.decoders.iter().map(Decoder::memory).sum::<usize>()
+        // The stream table's slots (key, value, control byte), used or not.
+        let table = self.streams.capacity() * (size_of::<u32>() + size_of::<Stream>() + 1);
+        let pending: usize = self
+            .pending
+            .iter()
+            .flatten()
+            .map(|p| size_of::<PendingBlock>() + p.buf.capacity())
+            .sum();
+        table + streams + pending + self.decoders.iter().map(Decoder::memory).sum::<usize>()
     }
 }
 

@@ -99,7 +99,7 @@ impl Block {
     pub fn memory(&self) -> usize {
         self.headers
             .iter()
-            .map(|h| h.key.capacity() + h.value.capacity() + std::mem::size_of::<Header>())
+            .map(|h| h.key.capacity() + h.value.capacity())
             .sum()
     }
 }
@@ -234,13 +234,20 @@ impl Msg {
         }
     }
 
-    /// Heap bytes held (the struct itself lives inline in its stream).
+    /// Heap bytes held besides the struct itself.
     pub fn memory(&self) -> usize {
-        self.memory + self.body.capacity() + self.method.capacity() + self.path.capacity()
+        self.memory
+            + self.headers.capacity() * std::mem::size_of::<Header>()
+            + self.body.capacity()
+            + self.method.capacity()
+            + self.path.capacity()
     }
 
     /// The message to emit. `call` is the gRPC (service, method) of the stream, when known.
-    pub fn into_message(self, conn: &Arc<ConnInfo>, stream_id: u32, call: Option<&(String, String)>) -> L7Message {
+    pub fn into_message(mut self, conn: &Arc<ConnInfo>, stream_id: u32, call: Option<&(String, String)>) -> L7Message {
+        // Blocks start with room for a typical header count; the message keeps only what
+        // it uses (it may wait in `match` for a long time). Shrinking in place is cheap.
+        self.headers.shrink_to_fit();
         let body = (!self.body.is_empty()).then(|| String::from_utf8_lossy(&self.body).into_owned());
         let grpc = self.grpc.map(|g| {
             let (service, method) = call.cloned().unwrap_or_default();

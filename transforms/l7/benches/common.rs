@@ -72,13 +72,16 @@ pub fn http2(conns: u64, per_conn: u32) -> Vec<SocketData> {
     });
     let mut evs = Vec::new();
     let mut ts = 1_700_000_000_000_000_000u64;
+    // One buffer shared by every connection's preface (and SETTINGS), as for the streams.
+    let mut pre = perisco_h2::PREFACE.to_vec();
+    frame(&mut pre, 4, 0, 0, &[]);
+    let pre = Bytes::from(pre);
+    let mut settings = Vec::new();
+    frame(&mut settings, 4, 0, 0, &[]);
+    let settings = Bytes::from(settings);
     for c in 0..conns {
-        let mut pre = perisco_h2::PREFACE.to_vec();
-        frame(&mut pre, 4, 0, 0, &[]);
-        evs.push(event(c, Direction::Ingress, ts, pre.into(), &process));
-        let mut s = Vec::new();
-        frame(&mut s, 4, 0, 0, &[]);
-        evs.push(event(c, Direction::Egress, ts, s.into(), &process));
+        evs.push(event(c, Direction::Ingress, ts, pre.clone(), &process));
+        evs.push(event(c, Direction::Egress, ts, settings.clone(), &process));
     }
     for i in 0..per_conn {
         let stream = 1 + 2 * i;

@@ -34,7 +34,17 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    for (name, events) in [("http1", common::http1(100, 1000)), ("http2", common::http2(100, 1000))] {
+    // `cargo bench --bench cpu -- http1` runs one workload only.
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    for name in ["http1", "http2"] {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            continue;
+        }
+        let events = if name == "http1" {
+            common::http1(100, 1000)
+        } else {
+            common::http2(100, 1000)
+        };
         let mut parser = Parser::new(&ParseConfig::default());
         let mut matcher = Matcher::new(&MatchConfig::default());
         run(&events[..events.len() / 10], &mut parser, &mut matcher); // warm-up

@@ -33,11 +33,9 @@ const DETECT_BYTES: usize = 32;
 const EARLY_H2_BYTES: usize = 64 * 1024;
 
 enum Proto {
-    /// Undecided: the first bytes of each direction (index = [`dir_idx`]).
-    Detect {
-        buf: [Vec<u8>; 2],
-        ts: [u64; 2],
-    },
+    /// Undecided. Bytes are held only when the first write was too short to tell (boxed:
+    /// rare, and it keeps every other connection's state small).
+    Detect(Option<Box<Held>>),
     Http1 {
         p: Box<Http1Conn>,
         early_h2: Option<Box<(u64, Vec<u8>)>>,
@@ -45,6 +43,13 @@ enum Proto {
     Http2(Box<Http2Conn>),
     /// Not HTTP (or a tunnel after an upgrade): bytes are skipped.
     Skip,
+}
+
+/// The first bytes of each direction (index = [`dir_idx`]) while the protocol is undecided.
+#[derive(Default)]
+struct Held {
+    buf: [Vec<u8>; 2],
+    ts: [u64; 2],
 }
 
 pub(crate) struct Conn {
@@ -88,10 +93,7 @@ impl Conn {
         Conn {
             info: None,
             client_dir,
-            proto: Proto::Detect {
-                buf: [Vec::new(), Vec::new()],
-                ts: [0; 2],
-            },
+            proto: Proto::Detect(None),
             emitted: false,
         }
     }
@@ -112,7 +114,9 @@ impl Conn {
     pub(crate) fn state_bytes(&self) -> usize {
         size_of::<Self>()
             + match &self.proto {
-                Proto::Detect { buf, .. } => buf[0].capacity() + buf[1].capacity(),
+                Proto::Detect(held) => held
+                    .as_ref()
+                    .map_or(0, |h| size_of::<Held>() + h.buf[0].capacity() + h.buf[1].capacity()),
                 Proto::Http1 { p, early_h2 } => {
                     size_of::<Http1Conn>() + p.state_bytes() + early_h2.as_ref().map_or(0, |e| e.1.capacity())
                 }
@@ -153,7 +157,7 @@ impl Conn {
         let before = out.len();
         match &mut self.proto {
             Proto::Skip => c.skipped_unknown += u64::from(ev.len.max(ev.data.len() as u32)),
-            Proto::Detect { .. } => self.detect(ev, lim, s, c, out),
+            Proto::Detect(_) => self.detect(ev, lim, s, c, out),
             Proto::Http1 { .. } | Proto::Http2(_) => {
                 let from_client = Some(ev.direction) == self.client_dir;
                 self.feed(from_client, &ev.data, ev.ts_ns, lim, s, c, out);
@@ -172,30 +176,34 @@ impl Conn {
         c: &mut ConnCounters,
         out: &mut Vec<L7Message>,
     ) {
-        let Proto::Detect { buf, ts } = &mut self.proto else {
+        let Proto::Detect(held) = &mut self.proto else {
             return;
         };
         let i = dir_idx(ev.direction);
         let from_client = self.client_dir.map(|d| d == ev.direction);
-        let verdict = if buf[i].is_empty() {
+        let buffered = held.as_ref().map_or(&[][..], |h| &h.buf[i][..]);
+        let verdict = if buffered.is_empty() {
             classify(&ev.data, from_client)
         } else {
-            let mut joined = buf[i].clone();
+            let mut joined = buffered.to_vec();
             joined.extend_from_slice(&ev.data[..ev.data.len().min(DETECT_BYTES)]);
             classify(&joined, from_client)
         };
+        let buffered = buffered.len();
         let missing = u64::from(ev.len).saturating_sub(ev.data.len() as u64);
         match verdict {
-            Detected::NeedMore if missing == 0 && buf[i].len() + ev.data.len() < DETECT_BYTES => {
-                if buf[i].is_empty() {
-                    ts[i] = ev.ts_ns;
+            Detected::NeedMore if missing == 0 && buffered + ev.data.len() < DETECT_BYTES => {
+                let h = held.get_or_insert_with(Box::default);
+                if h.buf[i].is_empty() {
+                    h.ts[i] = ev.ts_ns;
                 }
-                buf[i].extend_from_slice(&ev.data);
+                h.buf[i].extend_from_slice(&ev.data);
                 return;
             }
             Detected::NeedMore | Detected::NotHttp => {
+                let all = held.as_ref().map_or(0, |h| h.buf[0].len() + h.buf[1].len());
                 c.unknown += 1;
-                c.skipped_unknown += u64::from(ev.len) + (buf[0].len() + buf[1].len()) as u64;
+                c.skipped_unknown += u64::from(ev.len) + all as u64;
                 self.proto = Proto::Skip;
                 return;
             }
@@ -216,7 +224,7 @@ impl Conn {
         }
         let client_dir = self.client_dir.unwrap_or(Direction::Ingress);
         let info = self.info(ev, client_dir);
-        let Proto::Detect { buf, ts } = std::mem::replace(&mut self.proto, Proto::Skip) else {
+        let Proto::Detect(held) = std::mem::replace(&mut self.proto, Proto::Skip) else {
             return;
         };
         self.proto = match verdict {
@@ -228,9 +236,11 @@ impl Conn {
         };
         // Replay what was held: the other direction first (it came earlier), then this one.
         let this = dir_idx(ev.direction);
-        for j in [1 - this, this] {
-            if !buf[j].is_empty() {
-                self.feed(dir_of(j) == client_dir, &buf[j], ts[j], lim, s, c, out);
+        if let Some(h) = held {
+            for j in [1 - this, this] {
+                if !h.buf[j].is_empty() {
+                    self.feed(dir_of(j) == client_dir, &h.buf[j], h.ts[j], lim, s, c, out);
+                }
             }
         }
         let from_client = ev.direction == client_dir;
@@ -292,7 +302,7 @@ impl Conn {
                     self.proto = Proto::Skip;
                 }
             }
-            Proto::Detect { .. } | Proto::Skip => {}
+            Proto::Detect(_) | Proto::Skip => {}
         }
     }
 
@@ -316,7 +326,7 @@ impl Conn {
                 h2.skip(side, n, out);
                 c.http2_errors += h2_errors(h2) - before;
             }
-            Proto::Detect { .. } | Proto::Skip => {}
+            Proto::Detect(_) | Proto::Skip => {}
         }
     }
 
@@ -334,8 +344,8 @@ impl Conn {
         let from_client = Some(direction) == self.client_dir;
         let Some(info) = self.info.clone() else {
             // Still detecting: what was held no longer continues; start again.
-            if let Proto::Detect { buf, .. } = &mut self.proto {
-                buf[dir_idx(direction)].clear();
+            if let Proto::Detect(Some(h)) = &mut self.proto {
+                h.buf[dir_idx(direction)].clear();
             }
             return false;
         };
@@ -356,7 +366,7 @@ impl Conn {
                 }
                 false
             }
-            Proto::Detect { .. } | Proto::Skip => false,
+            Proto::Detect(_) | Proto::Skip => false,
         };
         self.emitted |= out.len() > before;
         lost && self.emitted
@@ -378,7 +388,7 @@ impl Conn {
                 emit_h1(&info, &mut s.h1, out);
             }
             Proto::Http2(h2) => h2.close(ts_ns, out),
-            Proto::Detect { .. } | Proto::Skip => {}
+            Proto::Detect(_) | Proto::Skip => {}
         }
         self.emitted |= out.len() > before;
         self.emitted.then_some(info)

@@ -2,6 +2,7 @@
 //! write split at every byte boundary and must give the same messages.
 
 use super::*;
+use perisco_engine::event::Header;
 
 use Flow::{ToClient as S, ToServer as C};
 

@@ -5,7 +5,7 @@
 //! A live capture thus expires on wall time, and a replayed capture (old timestamps, read
 //! fast) expires on its own clock; what is left at the end of a replay is flushed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use perisco_engine::component::*;
@@ -121,27 +121,90 @@ pub struct MatchStats {
     pub evicted_requests: u64,
 }
 
+/// Requests waiting on one connection, in the order they came: HTTP/1 ones (no stream id)
+/// pair by order, HTTP/2 ones by stream id. One small deque rather than a deque and a map:
+/// a connection rarely has many requests in flight, and with 100 k connections each one's
+/// fixed cost adds up.
 #[derive(Default)]
 struct Pending {
-    /// HTTP/1: requests in the order they were sent.
-    order: VecDeque<Box<L7Message>>,
-    /// HTTP/2: requests by stream id.
-    streams: HashMap<u32, Box<L7Message>>,
+    reqs: VecDeque<(Option<u32>, Box<L7Message>)>,
+    /// How many of `reqs` are HTTP/1.
+    http1: usize,
 }
 
 impl Pending {
     fn len(&self) -> usize {
-        self.order.len() + self.streams.len()
+        self.reqs.len()
+    }
+
+    /// Queue a request; returns the one pushed out when the connection has more than
+    /// `max_pending` HTTP/1 requests waiting, or the request a reused stream id replaces.
+    fn enqueue(&mut self, msg: Box<L7Message>, max_pending: usize) -> Option<Box<L7Message>> {
+        match msg.stream_id {
+            Some(s) => {
+                let old = self.take_stream(s);
+                self.reqs.push_back((Some(s), msg));
+                old
+            }
+            None => {
+                self.reqs.push_back((None, msg));
+                self.http1 += 1;
+                if self.http1 > max_pending {
+                    self.take_http1()
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// The request on HTTP/2 stream `id`.
+    fn take_stream(&mut self, id: u32) -> Option<Box<L7Message>> {
+        let i = self.reqs.iter().position(|(s, _)| *s == Some(id))?;
+        self.reqs.remove(i).map(|(_, m)| m)
+    }
+
+    /// The oldest HTTP/1 request.
+    fn take_http1(&mut self) -> Option<Box<L7Message>> {
+        if self.http1 == 0 {
+            return None;
+        }
+        let i = self.reqs.iter().position(|(s, _)| s.is_none())?;
+        self.http1 -= 1;
+        self.reqs.remove(i).map(|(_, m)| m)
+    }
+
+    /// Requests first seen at or before `deadline`. HTTP/1 ones leave from the front only:
+    /// a later one cannot be paired while an earlier one still waits.
+    fn expired(&mut self, deadline: u64, into: &mut Vec<Box<L7Message>>) {
+        let mut http1_front = true;
+        let mut i = 0;
+        while i < self.reqs.len() {
+            let (stream, m) = &self.reqs[i];
+            let old = m.ts_ns <= deadline;
+            let take = match stream {
+                None => {
+                    let t = http1_front && old;
+                    http1_front = t;
+                    t
+                }
+                Some(_) => old,
+            };
+            match take.then(|| self.reqs.remove(i)).flatten() {
+                Some((stream, m)) => {
+                    self.http1 -= usize::from(stream.is_none());
+                    into.push(m);
+                }
+                None => i += 1,
+            }
+        }
     }
 
     /// Every waiting request, oldest first (boxes kept: they move on into records).
     #[allow(clippy::vec_box)]
     fn drain(&mut self) -> Vec<Box<L7Message>> {
-        let mut all: Vec<_> = self
-            .order
-            .drain(..)
-            .chain(self.streams.drain().map(|(_, m)| m))
-            .collect();
+        self.http1 = 0;
+        let mut all: Vec<_> = self.reqs.drain(..).map(|(_, m)| m).collect();
         all.sort_by_key(|m| m.ts_ns);
         all
     }
@@ -206,26 +269,21 @@ impl Matcher {
     }
 
     fn request(&mut self, id: u64, msg: Box<L7Message>, out: &mut Vec<Record>) {
-        if !self.conns.contains(&id)
-            && let Some((old, p)) = self.conns.push(id, Pending::default())
-            && old != id
-            && p.len() > 0
-        {
-            self.waiting -= p.len();
-            self.stats.evicted_connections += 1;
-            self.stats.evicted_requests += p.len() as u64;
-        }
-        let Some(p) = self.conns.get_mut(&id) else { return };
         self.waiting += 1;
-        let overflow = match msg.stream_id {
-            Some(s) => p.streams.insert(s, msg),
+        let overflow = match self.conns.get_mut(&id) {
+            Some(p) => p.enqueue(msg, self.max_pending),
             None => {
-                p.order.push_back(msg);
-                if p.order.len() > self.max_pending {
-                    p.order.pop_front()
-                } else {
-                    None
+                let mut p = Pending::default();
+                let overflow = p.enqueue(msg, self.max_pending);
+                if let Some((old, evicted)) = self.conns.push(id, p)
+                    && old != id
+                    && evicted.len() > 0
+                {
+                    self.waiting -= evicted.len();
+                    self.stats.evicted_connections += 1;
+                    self.stats.evicted_requests += evicted.len() as u64;
                 }
+                overflow
             }
         };
         if let Some(old) = overflow {
@@ -236,9 +294,9 @@ impl Matcher {
 
     fn response(&mut self, id: u64, msg: Box<L7Message>, out: &mut Vec<Record>) {
         let req = self.conns.get_mut(&id).and_then(|p| match msg.stream_id {
-            Some(s) => p.streams.remove(&s),
+            Some(s) => p.take_stream(s),
             // A declined h2c upgrade: the request went in as stream 1, the answer is HTTP/1.
-            None => p.order.pop_front().or_else(|| p.streams.remove(&1)),
+            None => p.take_http1().or_else(|| p.take_stream(1)),
         });
         match req {
             Some(req) => {
@@ -271,18 +329,7 @@ impl Matcher {
         let deadline = now.saturating_sub(self.timeout_ns);
         let mut expired = Vec::new();
         for (_, p) in self.conns.iter_mut() {
-            while p.order.front().is_some_and(|m| m.ts_ns <= deadline) {
-                expired.extend(p.order.pop_front());
-            }
-            if p.streams.values().any(|m| m.ts_ns <= deadline) {
-                let old: Vec<u32> = p
-                    .streams
-                    .iter()
-                    .filter(|(_, m)| m.ts_ns <= deadline)
-                    .map(|(s, _)| *s)
-                    .collect();
-                expired.extend(old.iter().filter_map(|s| p.streams.remove(s)));
-            }
+            p.expired(deadline, &mut expired);
         }
         expired.sort_by_key(|m| m.ts_ns);
         self.waiting -= expired.len();

@@ -12,16 +12,19 @@ pub const DEFAULT_REDACT: [&str; 4] = ["authorization", "proxy-authorization", "
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     names: Vec<Box<[u8]>>,
+    /// Bit `n % 64` is set when a listed name is `n` bytes long: most headers are
+    /// ruled out by their length alone.
+    lengths: u64,
 }
 
 impl Redactor {
     pub fn new<S: AsRef<str>>(names: &[S]) -> Self {
-        Redactor {
-            names: names
-                .iter()
-                .map(|n| n.as_ref().trim().to_ascii_lowercase().into_bytes().into())
-                .collect(),
-        }
+        let names: Vec<Box<[u8]>> = names
+            .iter()
+            .map(|n| n.as_ref().trim().to_ascii_lowercase().into_bytes().into())
+            .collect();
+        let lengths = names.iter().fold(0, |m, n| m | 1u64 << (n.len() % 64));
+        Redactor { names, lengths }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -33,7 +36,8 @@ impl Redactor {
         let mut n = 0;
         for h in headers {
             let key = h.key.as_bytes();
-            if self
+            if self.lengths & (1u64 << (key.len() % 64)) != 0
+                && self
                 .names
                 .iter()
                 .any(|name| name.len() == key.len() && key.eq_ignore_ascii_case(name))

@@ -14,6 +14,8 @@ pub mod encoder;
 pub mod huffman;
 mod table;
 
+use std::cell::RefCell;
+
 pub use table::{DynamicTable, ENTRY_OVERHEAD, Entry, STATIC};
 
 /// Largest dynamic table kept per direction, whatever SETTINGS_HEADER_TABLE_SIZE says.
@@ -64,8 +66,19 @@ pub struct Decoder {
     limit: usize,
     /// The table may miss entries (capture started mid-connection, or bytes were lost).
     partial: bool,
-    name_buf: Vec<u8>,
-    value_buf: Vec<u8>,
+}
+
+/// Huffman-decoded strings of the block being decoded.
+#[derive(Default)]
+struct Scratch {
+    name: Vec<u8>,
+    value: Vec<u8>,
+}
+
+thread_local! {
+    /// Shared by every decoder of the thread, so a connection keeps no string buffers
+    /// between blocks (100 k idle connections would otherwise each hold some).
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 impl Default for Decoder {
@@ -94,8 +107,6 @@ impl Decoder {
             table: DynamicTable::new(DEFAULT_TABLE_SIZE),
             limit: DEFAULT_TABLE_SIZE,
             partial: false,
-            name_buf: Vec::new(),
-            value_buf: Vec::new(),
         }
     }
 
@@ -134,17 +145,25 @@ impl Decoder {
 
     /// Approximate bytes of memory held.
     pub fn memory(&self) -> usize {
-        self.table.memory() + self.name_buf.capacity() + self.value_buf.capacity()
+        self.table.memory()
     }
 
     /// Decode one complete header block, calling `emit` for each field in order.
     /// A truncated block (capture cut it) decodes up to the cut and reports [`HpackError::Truncated`].
-    pub fn decode(&mut self, block: &[u8], mut emit: impl FnMut(Field<'_>)) -> BlockStatus {
+    pub fn decode(&mut self, block: &[u8], emit: impl FnMut(Field<'_>)) -> BlockStatus {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.decode_with(block, &mut scratch, emit),
+            // Only if `emit` itself decodes: give that call buffers of its own.
+            Err(_) => self.decode_with(block, &mut Scratch::default(), emit),
+        })
+    }
+
+    fn decode_with(&mut self, block: &[u8], scratch: &mut Scratch, mut emit: impl FnMut(Field<'_>)) -> BlockStatus {
         let mut st = BlockStatus::default();
         let mut pos = 0;
         let mut fields = 0u32;
         while pos < block.len() {
-            if let Err(e) = self.representation(block, &mut pos, &mut fields, &mut st, &mut emit) {
+            if let Err(e) = self.representation(block, scratch, &mut pos, &mut fields, &mut st, &mut emit) {
                 st.error = Some(e);
                 break;
             }
@@ -155,6 +174,7 @@ impl Decoder {
     fn representation(
         &mut self,
         block: &[u8],
+        scratch: &mut Scratch,
         pos: &mut usize,
         fields: &mut u32,
         st: &mut BlockStatus,
@@ -207,11 +227,11 @@ impl Decoder {
         *fields += 1;
         let name = match idx {
             0 => {
-                let s = string(block, pos, &mut self.name_buf)?;
+                let s = string(block, pos, &mut scratch.name)?;
                 match s {
                     Str::Raw(a, b) => {
-                        self.name_buf.clear();
-                        self.name_buf.extend_from_slice(&block[a..b]);
+                        scratch.name.clear();
+                        scratch.name.extend_from_slice(&block[a..b]);
                     }
                     Str::Buf => {}
                 }
@@ -229,15 +249,15 @@ impl Decoder {
                 }
             },
         };
-        let value = string(block, pos, &mut self.value_buf)?;
+        let value = string(block, pos, &mut scratch.value)?;
         let value: &[u8] = match value {
             Str::Raw(a, b) => &block[a..b],
-            Str::Buf => &self.value_buf,
+            Str::Buf => &scratch.value,
         };
         let name: Option<&[u8]> = match name {
             Name::Static(n) => Some(n),
             Name::Dynamic(i) => self.table.get(i).and_then(Entry::name),
-            Name::Literal => Some(&self.name_buf),
+            Name::Literal => Some(&scratch.name),
             Name::Unknown => None,
         };
         match name {

@@ -1,0 +1,329 @@
+//! Message heads: httparse into requests/responses, what the headers say about framing,
+//! and the shape tests used for protocol detection and resynchronisation.
+
+use std::borrow::Cow;
+use std::mem::MaybeUninit;
+
+use memchr::memmem;
+use perisco_engine::event::{Header, HttpRequest, HttpResponse};
+
+use super::{Cx, Flow, Head, Http1Message, MAX_HEADERS, RequestMeta};
+
+pub(super) fn parser_config() -> httparse::ParserConfig {
+    let mut c = httparse::ParserConfig::default();
+    // A passive observer accepts what real servers accept.
+    c.allow_multiple_spaces_in_request_line_delimiters(true)
+        .allow_multiple_spaces_in_response_status_delimiters(true)
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .allow_spaces_after_header_name_in_responses(true)
+        .ignore_invalid_headers_in_responses(true);
+    c
+}
+
+pub(super) enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+    /// A 1xx interim response: nothing emitted, the final response follows.
+    Interim,
+    /// 101 to h2c: HTTP/2 follows the head.
+    Http2,
+    /// Tunnel or other upgrade: stop parsing.
+    Opaque,
+}
+
+pub(super) enum Parsed {
+    Partial,
+    Error,
+    Head {
+        len: usize,
+        framing: Framing,
+        msg: Option<Http1Message>,
+    },
+}
+
+/// What the headers say about the body and the connection.
+#[derive(Default)]
+pub(super) struct HeaderFacts {
+    content_length: Option<u64>,
+    bad_length: bool,
+    chunked: bool,
+    other_encoding: bool,
+    upgrade_h2c: bool,
+}
+
+pub(super) fn facts(headers: &[httparse::Header<'_>]) -> HeaderFacts {
+    let mut f = HeaderFacts::default();
+    for h in headers {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            match parse_decimal(h.value) {
+                Some(n) if f.content_length.is_none_or(|o| o == n) => f.content_length = Some(n),
+                _ => f.bad_length = true,
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default().trim_ascii();
+            if last.eq_ignore_ascii_case(b"chunked") {
+                f.chunked = true;
+            } else if !last.is_empty() {
+                f.other_encoding = true;
+            }
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            f.upgrade_h2c = h
+                .value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"h2c"));
+        }
+    }
+    f
+}
+
+pub(super) fn parse_decimal(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    v.iter().try_fold(0u64, |acc, b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })
+}
+
+pub(super) fn protocol(version: Option<u8>) -> Cow<'static, str> {
+    match version {
+        Some(0) => Cow::Borrowed("HTTP/1.0"),
+        _ => Cow::Borrowed("HTTP/1.1"),
+    }
+}
+
+/// Owned copies of the header fields. `head` is the whole head when it is valid UTF-8
+/// (checked once: values are almost always ASCII), so each value is a slice of it rather
+/// than a UTF-8 check of its own.
+pub(super) fn headers_vec(headers: &[httparse::Header<'_>], src: &[u8], head: Option<&str>) -> Vec<Header> {
+    let base = src.as_ptr() as usize;
+    headers
+        .iter()
+        .map(|h| {
+            let start = (h.value.as_ptr() as usize).wrapping_sub(base);
+            let value = head
+                .and_then(|t| t.get(start..start.checked_add(h.value.len())?))
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(h.value).into_owned());
+            Header {
+                key: h.name.to_owned(),
+                value,
+            }
+        })
+        .collect()
+}
+
+/// The head as text when it is valid UTF-8.
+fn head_text(src: &[u8], len: usize) -> Option<&str> {
+    std::str::from_utf8(src.get(..len)?).ok()
+}
+
+pub(super) fn parse_request(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed {
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match parser_config().parse_request_with_uninit_headers(&mut req, src, &mut storage) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Error,
+    };
+    let method = req.method.unwrap_or_default();
+    let f = facts(req.headers);
+    let framing = if f.bad_length || f.other_encoding {
+        return Parsed::Error;
+    } else if f.chunked {
+        Framing::Chunked
+    } else {
+        f.content_length.map_or(Framing::None, Framing::Length)
+    };
+    let meta = RequestMeta {
+        head: method == "HEAD",
+        connect: method == "CONNECT",
+        upgrade_h2c: f.upgrade_h2c && req.version == Some(1),
+    };
+    push_pending(cx, meta);
+    *cx.h2c_offered |= meta.upgrade_h2c;
+    let msg = Http1Message {
+        ts_ns,
+        head: Head::Request(HttpRequest {
+            protocol: protocol(req.version),
+            method: method.to_owned(),
+            url: req.path.unwrap_or_default().to_owned(),
+            headers: headers_vec(req.headers, src, head_text(src, len)),
+            body_bytes: None,
+            body: None,
+        }),
+        truncated: false,
+        upgrade_h2c: meta.upgrade_h2c,
+    };
+    Parsed::Head {
+        len,
+        framing,
+        msg: Some(msg),
+    }
+}
+
+pub(super) fn push_pending(cx: &mut Cx<'_>, meta: RequestMeta) {
+    if cx.pending.len() >= cx.limits.max_pipelined {
+        cx.pending.pop_front();
+        cx.counters.errors += 1;
+    }
+    cx.pending.push_back(meta);
+}
+
+pub(super) fn parse_response(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed {
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match parser_config().parse_response_with_uninit_headers(&mut resp, src, &mut storage) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Error,
+    };
+    let code = resp.code.unwrap_or_default();
+    let f = facts(resp.headers);
+    if (100..200).contains(&code) && code != 101 {
+        return Parsed::Head {
+            len,
+            framing: Framing::Interim,
+            msg: None,
+        };
+    }
+    let meta = cx.pending.pop_front().unwrap_or_default();
+    if meta.upgrade_h2c && code != 101 {
+        *cx.h2c_offered = false;
+    }
+    let framing = if code == 101 {
+        if meta.upgrade_h2c && f.upgrade_h2c {
+            return Parsed::Head {
+                len,
+                framing: Framing::Http2,
+                msg: None,
+            };
+        }
+        Framing::Opaque
+    } else if meta.connect && (200..300).contains(&code) {
+        Framing::Opaque
+    } else if meta.head || code == 204 || code == 304 {
+        Framing::None
+    } else if f.chunked {
+        Framing::Chunked
+    } else if f.other_encoding || f.bad_length {
+        Framing::UntilClose
+    } else {
+        f.content_length.map_or(Framing::UntilClose, Framing::Length)
+    };
+    let msg = Http1Message {
+        ts_ns,
+        head: Head::Response(HttpResponse {
+            protocol: protocol(resp.version),
+            code,
+            headers: headers_vec(resp.headers, src, head_text(src, len)),
+            body_bytes: None,
+            body: None,
+        }),
+        truncated: false,
+        upgrade_h2c: false,
+    };
+    Parsed::Head {
+        len,
+        framing,
+        msg: Some(msg),
+    }
+}
+
+/// "METHOD partial-url" from a request line cut before its end.
+pub(super) fn partial_request_line(buf: &[u8], ts_ns: u64) -> Option<Http1Message> {
+    let line = buf.split(|b| *b == b'\n').next()?;
+    let sp = memchr::memchr(b' ', line)?;
+    let method = &line[..sp];
+    if method.is_empty() || !method.iter().all(|b| is_method_byte(*b)) {
+        return None;
+    }
+    let url = line[sp + 1..]
+        .split(|b| *b == b' ')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii_end();
+    if url.is_empty() {
+        return None;
+    }
+    Some(Http1Message {
+        ts_ns,
+        head: Head::Request(HttpRequest {
+            protocol: Cow::Borrowed("HTTP/1.1"),
+            method: String::from_utf8_lossy(method).into_owned(),
+            url: String::from_utf8_lossy(url).into_owned(),
+            ..Default::default()
+        }),
+        truncated: true,
+        upgrade_h2c: false,
+    })
+}
+
+pub(super) fn is_method_byte(b: u8) -> bool {
+    b.is_ascii_uppercase() || b == b'-' || b == b'_'
+}
+
+/// How the first bytes of a direction look, for protocol detection and resync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Looks {
+    Yes,
+    No,
+    NeedMore,
+}
+
+/// Does `data` start like an HTTP/1 request line ("METHOD SP target")?
+pub fn looks_like_request(data: &[u8]) -> Looks {
+    for (i, &b) in data.iter().enumerate() {
+        if b == b' ' {
+            return if i == 0 { Looks::No } else { Looks::Yes };
+        }
+        if !is_method_byte(b) || i >= 20 {
+            return Looks::No;
+        }
+    }
+    Looks::NeedMore
+}
+
+/// Does `data` start like an HTTP/1 status line ("HTTP/1.x NNN")?
+pub fn looks_like_response(data: &[u8]) -> Looks {
+    const P: &[u8] = b"HTTP/1.";
+    let n = data.len().min(P.len() + 1);
+    if data[..n.min(P.len())] != P[..n.min(P.len())] {
+        return Looks::No;
+    }
+    match data.get(P.len()) {
+        None => Looks::NeedMore,
+        Some(b'0' | b'1') => Looks::Yes,
+        Some(_) => Looks::No,
+    }
+}
+
+/// Offset of the first plausible message head in `data`, for resynchronisation.
+pub(super) fn find_head_start(flow: Flow, data: &[u8]) -> Option<usize> {
+    match flow {
+        Flow::ToClient => {
+            if looks_like_response(data) != Looks::No {
+                return Some(0);
+            }
+            memmem::find_iter(data, b"\nHTTP/1.")
+                .map(|p| p + 1)
+                .find(|&p| looks_like_response(&data[p..]) != Looks::No)
+        }
+        Flow::ToServer => {
+            if looks_like_request(data) == Looks::Yes {
+                return Some(0);
+            }
+            memmem::find_iter(data, b" HTTP/1.").find_map(|p| {
+                let start = memchr::memrchr(b'\n', &data[..p]).map_or(0, |i| i + 1);
+                let line = &data[start..p];
+                let sp = memchr::memchr(b' ', line)?;
+                let ok = sp > 0 && line[..sp].iter().all(|b| is_method_byte(*b)) && sp + 1 < line.len();
+                ok.then_some(start)
+            })
+        }
+    }
+}
