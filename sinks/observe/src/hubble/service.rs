@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::hubble::convert::{timestamp, timestamp_ns};
 use crate::hubble::filter::Filters;
+use crate::hubble::peers::PeerSet;
 use crate::hubble::ring::{Entry, Ring};
 use crate::proto::flow::{Flow, LostEvent, LostEventSource};
 use crate::proto::observer::get_flows_response::ResponseTypes;
@@ -21,7 +22,7 @@ use crate::proto::observer::{
     ServerStatusResponse,
 };
 use crate::proto::peer::peer_server::Peer;
-use crate::proto::peer::{ChangeNotification, ChangeNotificationType, NotifyRequest};
+use crate::proto::peer::{ChangeNotification, NotifyRequest};
 use crate::proto::relay::NodeState;
 
 pub const VERSION: &str = concat!("perisco-v", env!("CARGO_PKG_VERSION"));
@@ -32,6 +33,8 @@ pub struct HubbleService {
     pub node_name: Arc<str>,
     /// Address other Hubble components should dial (GetNodes, peer.Notify).
     pub advertise: Arc<str>,
+    /// What peer.Notify announces and GetNodes lists.
+    pub peers: Arc<PeerSet>,
     pub started: Instant,
     /// Set when the sink stops: open streams end so the server can shut down.
     pub stopping: watch::Receiver<bool>,
@@ -185,11 +188,15 @@ impl HubbleService {
         }
     }
 
-    fn node(&self) -> Node {
+    /// This node; its address as announced to peers when discovery knows it.
+    fn node(&self, peers: &std::collections::BTreeMap<String, String>) -> Node {
+        let address = peers
+            .get(&*self.node_name)
+            .map_or_else(|| self.advertise.to_string(), Clone::clone);
         Node {
             name: self.node_name.to_string(),
             version: VERSION.to_owned(),
-            address: self.advertise.to_string(),
+            address,
             state: NodeState::NodeConnected as i32,
             tls: None,
             uptime_ns: self.started.elapsed().as_nanos() as u64,
@@ -211,17 +218,30 @@ impl Observer for HubbleService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    /// This node (connected, with its counters), then the other known peers: this agent
+    /// does not connect to them (hubble-relay does), so their state is unknown here.
     async fn get_nodes(&self, _request: Request<GetNodesRequest>) -> Result<Response<GetNodesResponse>, Status> {
-        Ok(Response::new(GetNodesResponse {
-            nodes: vec![self.node()],
-        }))
+        let peers = self.peers.peers();
+        let mut nodes = vec![self.node(&peers)];
+        nodes.extend(
+            peers
+                .into_iter()
+                .filter(|(name, _)| **name != *self.node_name)
+                .map(|(name, address)| Node {
+                    name,
+                    address,
+                    state: NodeState::UnknownNodeState as i32,
+                    ..Node::default()
+                }),
+        );
+        Ok(Response::new(GetNodesResponse { nodes }))
     }
 
     async fn server_status(
         &self,
         _request: Request<ServerStatusRequest>,
     ) -> Result<Response<ServerStatusResponse>, Status> {
-        let n = self.node();
+        let n = self.node(&Default::default());
         Ok(Response::new(ServerStatusResponse {
             num_flows: n.num_flows,
             max_flows: n.max_flows,
@@ -239,24 +259,35 @@ impl Observer for HubbleService {
 impl Peer for HubbleService {
     type NotifyStream = PeerStream;
 
-    /// This agent is the only peer it knows: announced once, then the stream stays open
-    /// (hubble-relay treats a closed stream as a reason to reconnect).
+    /// `PEER_ADDED` for every known peer, then each change. The stream stays open until
+    /// the sink stops (hubble-relay treats a closed stream as a reason to reconnect); a
+    /// subscriber too slow to keep up gets `ABORTED` and resynchronises by reconnecting.
     async fn notify(&self, _request: Request<NotifyRequest>) -> Result<Response<PeerStream>, Status> {
-        let (tx, rx) = mpsc::channel(4);
-        let me = ChangeNotification {
-            name: self.node_name.to_string(),
-            address: self.advertise.to_string(),
-            r#type: ChangeNotificationType::PeerAdded as i32,
-            tls: None,
-        };
+        let (tx, rx) = mpsc::channel(64);
+        let (known, mut changes) = self.peers.subscribe();
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
-            if tx.send(Ok(me)).await.is_err() {
-                return;
+            for n in known {
+                if tx.send(Ok(n)).await.is_err() {
+                    return;
+                }
             }
-            tokio::select! {
-                _ = stopping.wait_for(|s| *s) => {}
-                _ = tx.closed() => {}
+            loop {
+                let msg = tokio::select! {
+                    r = changes.recv() => match r {
+                        Ok(n) => Ok(n),
+                        Err(broadcast::error::RecvError::Lagged(n)) => Err(Status::aborted(format!(
+                            "{n} peer changes missed: reconnect to get the current peers"
+                        ))),
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = stopping.wait_for(|s| *s) => return,
+                    _ = tx.closed() => return,
+                };
+                let end = msg.is_err();
+                if tx.send(msg).await.is_err() || end {
+                    return;
+                }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -1,0 +1,160 @@
+//! `peers = "kubernetes"`: list + watch the perisco agent pods and keep the announced
+//! [`PeerSet`] equal to the ready ones.
+//!
+//! The same client setup as the enrich transform (kube-rs, rustls with ring): a kubeconfig
+//! file, else KUBECONFIG / ~/.kube/config, else the in-cluster service account. Any watch
+//! error drops the watch and relists after a jittered backoff; the peers known so far stay
+//! announced meanwhile (an API outage says nothing about the agents), and the relist's
+//! result replaces them.
+
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use perisco_engine::health::HealthHandle;
+use perisco_engine::metrics::{Counter, Gauge};
+use tokio_stream::StreamExt;
+use tracing::{debug, info, warn};
+
+use crate::hubble::peers::{AgentPods, PeerSet};
+
+/// Where the API client comes from.
+#[derive(Debug, Clone)]
+pub enum Connect {
+    /// A kubeconfig file, optionally one of its contexts.
+    Kubeconfig { path: PathBuf, context: Option<String> },
+    /// KUBECONFIG (or ~/.kube/config), else the in-cluster service account.
+    Infer { context: Option<String> },
+}
+
+impl Connect {
+    async fn client(&self) -> Result<Client, String> {
+        // Fails harmlessly when a provider is already installed (by enrich, or a reload).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let options = |context: &Option<String>| KubeConfigOptions {
+            context: context.clone(),
+            ..Default::default()
+        };
+        let mut config = match self {
+            Connect::Kubeconfig { path, context } => {
+                let kc = Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
+                kube::Config::from_custom_kubeconfig(kc, &options(context))
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            Connect::Infer { context: None } => kube::Config::infer().await.map_err(|e| e.to_string())?,
+            Connect::Infer { context } => kube::Config::from_kubeconfig(&options(context))
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        // Fail fast on an unreachable API; the loop retries with backoff.
+        config.connect_timeout = Some(Duration::from_secs(10));
+        Client::try_from(config).map_err(|e| e.to_string())
+    }
+}
+
+/// What the watch task needs.
+pub struct PeerWatch {
+    pub connect: Connect,
+    pub namespace: String,
+    /// Sent to the API server as `labelSelector` (and checked again by [`AgentPods`]).
+    pub selector: String,
+    pub agents: AgentPods,
+    pub peers: Arc<PeerSet>,
+    pub health: HealthHandle,
+    pub errors: Counter,
+    pub known: Gauge,
+}
+
+impl PeerWatch {
+    fn failed(&self, degraded: &mut bool, what: &str) {
+        self.errors.inc();
+        warn!(error = %what, "hubble peer discovery: Kubernetes API error (retrying)");
+        // The flows are still served: degraded, not failed.
+        self.health.degraded(format!("peer discovery: {what}"));
+        *degraded = true;
+    }
+
+    /// Runs until aborted (the sink stops).
+    pub async fn run(mut self) {
+        let mut backoff = Backoff::default();
+        let mut degraded = false;
+        let client = loop {
+            match self.connect.client().await {
+                Ok(c) => break c,
+                Err(e) => {
+                    self.failed(&mut degraded, &format!("no Kubernetes API client: {e}"));
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        };
+        let api: Api<Pod> = Api::namespaced(client, &self.namespace);
+        let mut config = watcher::Config::default().any_semantic();
+        if !self.selector.is_empty() {
+            config = config.labels(&self.selector);
+        }
+        loop {
+            let mut stream = pin!(watcher::watcher(api.clone(), config.clone()));
+            while let Some(item) = stream.next().await {
+                let event = match item {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        self.failed(&mut degraded, &format!("watch pods in {}: {e}", self.namespace));
+                        break;
+                    }
+                };
+                match &event {
+                    Event::Init => self.agents.relist_started(),
+                    Event::InitApply(p) | Event::Apply(p) => self.agents.apply(p),
+                    Event::Delete(p) => self.agents.delete(p),
+                    Event::InitDone => {
+                        self.agents.relist_done();
+                        backoff.reset();
+                        if std::mem::take(&mut degraded) {
+                            self.health.running();
+                        }
+                    }
+                }
+                if !self.agents.relisting() {
+                    let desired = self.agents.peers();
+                    self.known.set(desired.len() as i64);
+                    let n = self.peers.replace(desired);
+                    if n > 0 {
+                        info!(changes = n, peers = self.known.get(), "hubble peers changed");
+                    }
+                }
+            }
+            debug!("hubble peer watch ended; relisting after a backoff");
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+}
+
+/// Exponential backoff, 0.5 s doubling to 30 s, ±25 % jitter (agents do not relist in
+/// lockstep after an API outage).
+#[derive(Debug, Default)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let base = Duration::from_millis(500)
+            .saturating_mul(1 << self.attempt.min(6))
+            .min(Duration::from_secs(30));
+        self.attempt = self.attempt.saturating_add(1);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        base.mul_f64(0.75 + f64::from(nanos % 1000) / 2000.0)
+    }
+
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
