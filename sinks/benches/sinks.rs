@@ -2,7 +2,8 @@
 //! real server and pushes a fixed number of records through the sink's whole path).
 //!
 //! `cargo bench -p perisco-sinks --bench sinks` (needs python3, osmem-server and tansu on
-//! PATH; a sink whose server is missing is skipped). `SINK_BENCH_RECORDS` sets N,
+//! PATH; a sink whose server is missing is skipped). `SINK_BENCH_RECORDS` sets N
+//! (`SINK_BENCH_ES_RECORDS` for elasticsearch, default 20000),
 //! `SINK_BENCH_ONLY=file,http,es,kafka` picks sinks.
 
 #[path = "../tests/common/mod.rs"]
@@ -76,6 +77,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    let es_n: usize = std::env::var("SINK_BENCH_ES_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     // SINK_BENCH_ONLY=file,http,es,kafka picks sinks (default: all).
     let only = std::env::var("SINK_BENCH_ONLY").unwrap_or_default();
     let want = |s: &str| only.is_empty() || only.split(',').any(|o| o.trim() == s);
@@ -128,12 +133,16 @@ async fn main() {
             port,
         );
         let h = Harness::new("es");
-        let cfg = format!("endpoints = [\"http://127.0.0.1:{port}\"]\nbatch = {{ max_events = 1000 }}");
+        // osmem-server indexes a few hundred documents/s and slows as the index grows, so
+        // this sink gets its own N (SINK_BENCH_ES_RECORDS) and a flush window that fits.
+        let cfg = format!(
+            "endpoints = [\"http://127.0.0.1:{port}\"]\nbatch = {{ max_events = 1000 }}\nretry = {{ flush_timeout = \"1h\" }}"
+        );
         measure(
             "elasticsearch _bulk (osmem-server)",
             &h,
             build::<perisco_sinks::elasticsearch::ElasticsearchConfig>(&h, &cfg),
-            n,
+            es_n,
             Some(srv.id()),
         )
         .await;

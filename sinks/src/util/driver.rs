@@ -186,11 +186,25 @@ impl<D: Deliver> Writer<D> {
             let mut bytes = first.line.len();
             let mut batch = vec![first];
             let batch_deadline = Instant::now() + batch_cfg.timeout;
+            let mut yielded = false;
             while batch.len() < batch_cfg.max_events && bytes < batch_cfg.max_bytes {
                 let next = match rx.try_recv() {
-                    Ok(i) => Some(i),
+                    Ok(i) => {
+                        yielded = false;
+                        Some(i)
+                    }
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
-                    Err(mpsc::error::TryRecvError::Empty) if batch_cfg.timeout.is_zero() => None,
+                    // "Send what is there": first let the reader queue what it already
+                    // holds, or a busy stream is written one event per batch.
+                    Err(mpsc::error::TryRecvError::Empty) if batch_cfg.timeout.is_zero() => {
+                        if yielded {
+                            None
+                        } else {
+                            yielded = true;
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
+                    }
                     Err(mpsc::error::TryRecvError::Empty) => {
                         tokio::select! {
                             i = rx.recv() => i,
