@@ -18,6 +18,10 @@ use crate::config::{EbpfSocketConfig, Hook};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/perisco-socket"));
 
 /// Syscall tracepoints: (program, tracepoint in category "syscalls").
+/// The kernel wakes the reader once this fraction of the ring is waiting (1/16: 1 MiB of
+/// the default 16 MiB); below it the reader drains on its timer (`source::DRAIN_EVERY`).
+const WAKEUP_FRACTION: u32 = 16;
+
 const TRACEPOINTS: &[(&str, &str)] = &[
     ("tp_enter_read", "sys_enter_read"),
     ("tp_exit_read", "sys_exit_read"),
@@ -362,6 +366,7 @@ impl Probe {
             cidr_on: u8::from(!cidrs.is_empty()),
             ports_on: u8::from(!want.is_empty()),
             _pad: 0,
+            wakeup_bytes: cfg.ring_buffer_bytes / WAKEUP_FRACTION,
         };
         let mut settings =
             Array::<&mut MapData, Settings>::try_from(self.map("SETTINGS")?).map_err(|e| map_err(e, "SETTINGS"))?;

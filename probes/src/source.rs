@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aya::maps::{MapData, RingBuf};
 use perisco_engine::component::{BoxError, BoxFuture, BuildContext, Source, SourceContext};
 use perisco_engine::event::{Direction, Event, SocketData, SocketEventKind};
 use perisco_engine::metrics::{Counter, Gauge, Registry};
@@ -180,6 +181,33 @@ impl Sender {
     }
 }
 
+/// How often the reader looks at the ring without being woken: the kernel only wakes it
+/// when a backlog builds up (loader's `WAKEUP_FRACTION`), so this bounds record latency.
+pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(10);
+
+/// Read what the ring holds (bounded, so shutdown and ticks are served under load) and
+/// send the events built from it.
+fn drain(
+    rb: &mut RingBuf<MapData>,
+    asm: &mut Assembler,
+    scratch: &mut Vec<Event>,
+    tx: &mut Sender,
+    cx: &SourceContext,
+) {
+    let now = Instant::now();
+    for _ in 0..65536 {
+        let Some(item) = rb.next() else { break };
+        if asm.push(&item, now, scratch).is_err() {
+            tx.m.rejected.inc();
+        }
+        drop(item);
+        for e in scratch.drain(..) {
+            tx.push(cx, e);
+        }
+    }
+    tx.flush(cx);
+}
+
 impl Source for EbpfSocket {
     fn run(self: Box<Self>, mut cx: SourceContext) -> BoxFuture<Result<(), BoxError>> {
         Box::pin(async move {
@@ -209,26 +237,18 @@ impl Source for EbpfSocket {
             let mut updates_open = true;
             let mut ring = ring;
             let mut scratch = Vec::with_capacity(64);
+            let mut drain_timer = tokio::time::interval(DRAIN_EVERY);
+            drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = cx.shutdown.wait() => break,
                     guard = ring.readable_mut() => {
                         let mut guard = guard?;
-                        let now = Instant::now();
-                        let rb = guard.get_inner_mut();
-                        // Bounded drain so shutdown and ticks are served under load.
-                        for _ in 0..65536 {
-                            let Some(item) = rb.next() else { break };
-                            if asm.push(&item, now, &mut scratch).is_err() {
-                                m.rejected.inc();
-                            }
-                            drop(item);
-                            for e in scratch.drain(..) {
-                                tx.push(&cx, e);
-                            }
-                        }
+                        drain(guard.get_inner_mut(), &mut asm, &mut scratch, &mut tx, &cx);
                         guard.clear_ready();
-                        tx.flush(&cx);
+                    }
+                    _ = drain_timer.tick() => {
+                        drain(ring.get_mut(), &mut asm, &mut scratch, &mut tx, &cx);
                     }
                     changed = cx.updates.changed(), if updates_open => {
                         if changed.is_err() {

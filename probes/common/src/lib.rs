@@ -143,6 +143,9 @@ pub struct Settings {
     /// 1 when PORTS is in force.
     pub ports_on: u8,
     pub _pad: u8,
+    /// Ring-buffer fill (bytes) at which a record wakes the reader; below it the reader
+    /// finds records on its drain timer.
+    pub wakeup_bytes: u32,
 }
 
 /// A TCP connection the kernel has seen (CONNS, keyed by `struct sock *`).

@@ -19,7 +19,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     Global,
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_user, generated,
@@ -284,7 +284,7 @@ fn fill_hdr(h: &mut EventHdr, sk: u64, c: &Conn, kind: u8, dir: u8, hook: u8) {
 fn output(s: &Scratch, cap: u32) -> bool {
     let cap = if cap as usize > CHUNK { CHUNK } else { cap as usize };
     let bytes = unsafe { core::slice::from_raw_parts(s as *const Scratch as *const u8, HDR_SIZE + cap) };
-    match EVENTS.output::<[u8]>(bytes, 0) {
+    match EVENTS.output::<[u8]>(bytes, wakeup_flag()) {
         Ok(()) => {
             stat(STAT_EMITTED);
             true
@@ -293,6 +293,19 @@ fn output(s: &Scratch, cap: u32) -> bool {
             stat(STAT_RING_DROP);
             false
         }
+    }
+}
+
+/// Wake the reader only once `wakeup_bytes` are waiting: a wakeup per record would cost a
+/// context switch per message; the reader also drains on a short timer, so quiet periods
+/// still deliver promptly.
+#[inline(always)]
+fn wakeup_flag() -> u64 {
+    let threshold = SETTINGS.get(0).map(|s| s.wakeup_bytes).unwrap_or(0) as u64;
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
     }
 }
 
@@ -572,11 +585,17 @@ fn fd_to_sk(o: &Offsets, fd: u64) -> Result<u64, i64> {
 /// Entry of a data syscall: remember the socket and the user buffer for the exit.
 #[inline(always)]
 fn tp_enter(fd: u64, ptr: u64, nsegs: u64, is_iov: bool, what: u8, dir: u8) {
-    if settings().is_none() {
-        return;
-    }
+    let Some(stg) = settings() else { return };
     let o = OFFSETS.load();
     let Ok(sk) = fd_to_sk(&o, fd) else { return };
+    // A known connection the filters reject: skip the save/restore of the arguments.
+    if what == PENDING_DATA
+        && let Some(p) = CONNS.get_ptr_mut(&sk)
+        && !verdict(unsafe { &mut *p }, stg)
+    {
+        stat(STAT_FILTERED);
+        return;
+    }
     let a = PendingArgs {
         sk,
         ptr,
