@@ -276,6 +276,8 @@ fn flush(c: &mut Conn, process: &Arc<ProcessInfo>, out: &mut Vec<Event>) {
 pub(crate) mod tests {
     use super::*;
 
+    /// One ring record with every header field a test varies.
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         kind: u8,
         sk: u64,
