@@ -118,7 +118,7 @@ const RESYNC_WINDOW: usize = 64 * 1024;
 struct Reader {
     state: ReadState,
     hdr: [u8; HEADER_LEN],
-    hdr_len: usize,
+    hdr_len: u8,
     buf: Vec<u8>,
     /// Time of the chunk holding the first byte of the current frame.
     frame_ts: u64,
@@ -126,7 +126,6 @@ struct Reader {
     confirmed: bool,
     /// Resync: first chunk after the gap (its first byte is likely a frame start).
     fresh: bool,
-    scan_from: usize,
 }
 
 impl Reader {
@@ -139,7 +138,6 @@ impl Reader {
             frame_ts: 0,
             confirmed: false,
             fresh: false,
-            scan_from: 0,
         }
     }
 }
@@ -225,7 +223,6 @@ impl Http2Conn {
         r.hdr_len = 0;
         r.state = ReadState::Resync;
         r.fresh = true;
-        r.scan_from = 0;
     }
 
     /// `lost` bytes of `side` were not captured, but their count is known (the rest of a
@@ -340,11 +337,12 @@ impl Http2Conn {
                         if r.hdr_len == 0 {
                             r.frame_ts = ts;
                         }
-                        let n = (HEADER_LEN - r.hdr_len).min(input.len());
-                        r.hdr[r.hdr_len..r.hdr_len + n].copy_from_slice(&input[..n]);
-                        r.hdr_len += n;
+                        let have = usize::from(r.hdr_len);
+                        let n = (HEADER_LEN - have).min(input.len());
+                        r.hdr[have..have + n].copy_from_slice(&input[..n]);
+                        r.hdr_len = (have + n) as u8;
                         input = &input[n..];
-                        if r.hdr_len < HEADER_LEN {
+                        if have + n < HEADER_LEN {
                             return Ok(None);
                         }
                         r.hdr_len = 0;
@@ -476,15 +474,14 @@ impl Http2Conn {
                 ReadState::Resync => {
                     r.buf.extend_from_slice(input);
                     let max_len = core.frame_limit(side).min(RESYNC_WINDOW as u32);
-                    match find_boundary(&r.buf, r.scan_from, r.fresh, max_len) {
+                    match find_boundary(&r.buf, 0, r.fresh, max_len) {
                         Some(k) => {
                             core.stats.resyncs += 1;
                             core.stats.resync_skipped_bytes += k as u64;
                             let mut v = std::mem::take(&mut r.buf);
                             v.drain(..k);
                             r.state = ReadState::Header;
-                            r.scan_from = 0;
-                            r.fresh = false;
+                                                r.fresh = false;
                             r.confirmed = true;
                             return Ok(Some(v));
                         }
@@ -497,8 +494,7 @@ impl Http2Conn {
                                 core.stats.resync_skipped_bytes += undecided as u64;
                                 r.buf.drain(..undecided);
                             }
-                            r.scan_from = 0;
-                            return Ok(None);
+                                                return Ok(None);
                         }
                     }
                 }
@@ -514,7 +510,6 @@ impl Http2Conn {
         core.decoders[side.idx()].forget();
         r.hdr_len = 0;
         r.state = ReadState::Resync;
-        r.scan_from = 0;
     }
 }
 

@@ -48,22 +48,26 @@ fn main() {
         let mut parser = Parser::new(&ParseConfig::default());
         let mut matcher = Matcher::new(&MatchConfig::default());
         run(&events[..events.len() / 10], &mut parser, &mut matcher); // warm-up
-        let mut parser = Parser::new(&ParseConfig::default());
-        let mut matcher = Matcher::new(&MatchConfig::default());
-        let (c0, w0) = (cpu_ns(), Instant::now());
-        let mut n = 0;
-        for _ in 0..3 {
-            n += run(&events, &mut parser, &mut matcher);
-            parser = Parser::new(&ParseConfig::default());
-            matcher = Matcher::new(&MatchConfig::default());
+        // Five passes, each on fresh state; the machine is shared, so the best pass (least
+        // CPU time) is the figure, with the median beside it.
+        let mut passes = Vec::new();
+        for _ in 0..5 {
+            let mut parser = Parser::new(&ParseConfig::default());
+            let mut matcher = Matcher::new(&MatchConfig::default());
+            let (c0, w0) = (cpu_ns(), Instant::now());
+            let n = run(&events, &mut parser, &mut matcher);
+            let (cpu, wall) = ((cpu_ns() - c0) as f64 / 1e9, w0.elapsed().as_secs_f64());
+            passes.push((n as f64 / cpu, n as f64 / wall, n));
         }
-        let (cpu, wall) = ((cpu_ns() - c0) as f64 / 1e9, w0.elapsed().as_secs_f64());
+        passes.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let (best, median) = (passes[0], passes[2]);
         println!(
-            "{name}: {n} exchanges, {:.0} k exchanges/s per CPU-second ({:.3} s CPU), {:.0} k/s wall ({:.3} s)",
-            n as f64 / cpu / 1e3,
-            cpu,
-            n as f64 / wall / 1e3,
-            wall
+            "{name}: {} exchanges per pass, best {:.0} k exchanges/s per CPU-second (median {:.0} k), \
+             wall {:.0} k/s in the best pass",
+            best.2,
+            best.0 / 1e3,
+            median.0 / 1e3,
+            best.1 / 1e3,
         );
     }
 }

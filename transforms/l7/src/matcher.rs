@@ -5,7 +5,6 @@
 //! A live capture thus expires on wall time, and a replayed capture (old timestamps, read
 //! fast) expires on its own clock; what is left at the end of a replay is flushed.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use perisco_engine::component::*;
@@ -122,12 +121,12 @@ pub struct MatchStats {
 }
 
 /// Requests waiting on one connection, in the order they came: HTTP/1 ones (no stream id)
-/// pair by order, HTTP/2 ones by stream id. One small deque rather than a deque and a map:
+/// pair by order, HTTP/2 ones by stream id. One small vector rather than a deque and a map:
 /// a connection rarely has many requests in flight, and with 100 k connections each one's
-/// fixed cost adds up.
+/// fixed cost adds up (the vector starts with room for one request).
 #[derive(Default)]
 struct Pending {
-    reqs: VecDeque<(Option<u32>, Box<L7Message>)>,
+    reqs: Vec<(Option<u32>, Box<L7Message>)>,
     /// How many of `reqs` are HTTP/1.
     http1: usize,
 }
@@ -143,11 +142,11 @@ impl Pending {
         match msg.stream_id {
             Some(s) => {
                 let old = self.take_stream(s);
-                self.reqs.push_back((Some(s), msg));
+                self.add((Some(s), msg));
                 old
             }
             None => {
-                self.reqs.push_back((None, msg));
+                self.add((None, msg));
                 self.http1 += 1;
                 if self.http1 > max_pending {
                     self.take_http1()
@@ -158,10 +157,17 @@ impl Pending {
         }
     }
 
+    fn add(&mut self, req: (Option<u32>, Box<L7Message>)) {
+        if self.reqs.capacity() == 0 {
+            self.reqs.reserve_exact(1);
+        }
+        self.reqs.push(req);
+    }
+
     /// The request on HTTP/2 stream `id`.
     fn take_stream(&mut self, id: u32) -> Option<Box<L7Message>> {
         let i = self.reqs.iter().position(|(s, _)| *s == Some(id))?;
-        self.reqs.remove(i).map(|(_, m)| m)
+        Some(self.reqs.remove(i).1)
     }
 
     /// The oldest HTTP/1 request.
@@ -171,7 +177,7 @@ impl Pending {
         }
         let i = self.reqs.iter().position(|(s, _)| s.is_none())?;
         self.http1 -= 1;
-        self.reqs.remove(i).map(|(_, m)| m)
+        Some(self.reqs.remove(i).1)
     }
 
     /// Requests first seen at or before `deadline`. HTTP/1 ones leave from the front only:
@@ -190,7 +196,7 @@ impl Pending {
                 }
                 Some(_) => old,
             };
-            match take.then(|| self.reqs.remove(i)).flatten() {
+            match take.then(|| self.reqs.remove(i)) {
                 Some((stream, m)) => {
                     self.http1 -= usize::from(stream.is_none());
                     into.push(m);

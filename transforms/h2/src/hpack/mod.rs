@@ -63,7 +63,7 @@ pub struct Field<'a> {
 pub struct Decoder {
     table: DynamicTable,
     /// Largest table size an update may set (SETTINGS_HEADER_TABLE_SIZE advertised by the receiver).
-    limit: usize,
+    limit: u32,
     /// The table may miss entries (capture started mid-connection, or bytes were lost).
     partial: bool,
 }
@@ -105,7 +105,7 @@ impl Decoder {
     pub fn new() -> Self {
         Decoder {
             table: DynamicTable::new(DEFAULT_TABLE_SIZE),
-            limit: DEFAULT_TABLE_SIZE,
+            limit: DEFAULT_TABLE_SIZE as u32,
             partial: false,
         }
     }
@@ -136,7 +136,7 @@ impl Decoder {
     /// SETTINGS_HEADER_TABLE_SIZE advertised by the peer that decodes this direction.
     /// Kept as the largest value seen: a passive observer cannot tell when it was acknowledged.
     pub fn advertise_limit(&mut self, size: u32) {
-        self.limit = self.limit.max(size as usize);
+        self.limit = self.limit.max(size);
     }
 
     pub fn table(&self) -> &DynamicTable {
@@ -212,7 +212,7 @@ impl Decoder {
         if b & 0xe0 == 0x20 {
             // Dynamic table size update: only before the first field of a block.
             let size = integer(block, pos, 5)? as usize;
-            if *fields > 0 || size > self.limit {
+            if *fields > 0 || size > self.limit as usize {
                 st.soft_errors += 1;
             }
             self.table.set_capacity(size.min(TABLE_SIZE_CAP));
@@ -249,18 +249,29 @@ impl Decoder {
                 }
             },
         };
+        let name = match name {
+            // The table changes below: copy the name out of it first.
+            Name::Dynamic(i) if indexing => {
+                scratch.name.clear();
+                if let Some(n) = self.table.get(i).and_then(|e| e.name()) {
+                    scratch.name.extend_from_slice(n);
+                }
+                Name::Literal
+            }
+            n => n,
+        };
         let value = string(block, pos, &mut scratch.value)?;
         let value: &[u8] = match value {
             Str::Raw(a, b) => &block[a..b],
             Str::Buf => &scratch.value,
         };
-        let name: Option<&[u8]> = match name {
+        let known = match name {
             Name::Static(n) => Some(n),
-            Name::Dynamic(i) => self.table.get(i).and_then(Entry::name),
-            Name::Literal => Some(&scratch.name),
+            Name::Dynamic(i) => self.table.get(i).and_then(|e| e.name()),
+            Name::Literal => Some(&scratch.name[..]),
             Name::Unknown => None,
         };
-        match name {
+        match known {
             Some(n) => emit(Field {
                 name: n,
                 value,
@@ -269,8 +280,13 @@ impl Decoder {
             None => st.unknown += 1,
         }
         if indexing {
-            let entry = Entry::new(name, value);
-            self.table.insert(entry);
+            let name = match name {
+                Name::Static(n) => Some(n),
+                Name::Literal => Some(&scratch.name[..]),
+                // A dynamic name was copied to the scratch buffer above.
+                Name::Dynamic(_) | Name::Unknown => None,
+            };
+            self.table.insert(name, value);
         }
         Ok(())
     }
