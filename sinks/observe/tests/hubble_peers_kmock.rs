@@ -16,6 +16,7 @@ use std::time::Duration;
 use common::*;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use perisco_engine::health::Status;
 use perisco_observe::HubbleConfig;
 use perisco_observe::hubble::PeerDiscovery;
 use perisco_testutil::{ChildGuard, Need, free_port, require, wait_for_port};
@@ -203,7 +204,7 @@ async fn notify_follows_the_agent_pods_through_the_kubernetes_api() {
         kubeconfig: Some(kubeconfig.clone()),
         ..HubbleConfig::default()
     };
-    let (tx, sink) = start_sink(&cfg);
+    let sink = start_sink_observed(&cfg);
     assert!(wait_for_port(addr(port), WAIT));
     let at = |ip: &str| format!("{ip}:{port}");
 
@@ -250,9 +251,23 @@ async fn notify_follows_the_agent_pods_through_the_kubernetes_api() {
     assert_eq!(late.next().await, change("PEER_ADDED", "node-c", &at("10.0.0.3")));
     assert_eq!(relay.next().await, change("PEER_ADDED", "node-c", &at("10.0.0.3")));
 
-    // The API goes away and comes back with other agents: the peers stay announced during
-    // the outage, and the relist announces the difference.
+    assert_eq!(peers_gauge(&sink), Some(2));
+
+    // The API goes away: the health says so, the peers stay announced.
     drop(kmock);
+    wait_until("degraded health while the API is down", || {
+        matches!(sink.status(), Some(Status::Degraded(_)))
+    })
+    .await;
+    let nodes = get_nodes(port);
+    assert_eq!(
+        nodes.len(),
+        3,
+        "node-a (this node), node-b and node-c still listed: {nodes:?}"
+    );
+    assert!(api_errors(&sink) >= 1);
+
+    // It comes back with other agents: the relist announces exactly the difference.
     kmock = start_kmock(api_port);
     create(&c, pod("perisco-ddddd", "perisco", "node-d", "10.0.0.4", true)).await;
     let mut got = vec![relay.next().await, relay.next().await, relay.next().await];
@@ -266,9 +281,40 @@ async fn notify_follows_the_agent_pods_through_the_kubernetes_api() {
         ]
     );
 
-    drop(tx);
-    tokio::time::timeout(WAIT, sink).await.unwrap().unwrap().unwrap();
+    wait_until("health back to running after the relist", || {
+        sink.status() == Some(Status::Running)
+    })
+    .await;
+    assert_eq!(peers_gauge(&sink), Some(1));
+
+    drop(sink.tx);
+    tokio::time::timeout(WAIT, sink.handle).await.unwrap().unwrap().unwrap();
     drop(kmock);
+}
+
+/// A sample of the sink's metrics (`perisco_hubble_peers` is a gauge).
+fn metric(sink: &Observed, name: &str) -> Option<i64> {
+    sink.registry.render().lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let (labels, value) = rest.rsplit_once(' ')?;
+        (labels.is_empty() || labels.starts_with('{')).then(|| value.parse().ok())?
+    })
+}
+
+fn peers_gauge(sink: &Observed) -> Option<i64> {
+    metric(sink, "perisco_hubble_peers")
+}
+
+fn api_errors(sink: &Observed) -> i64 {
+    metric(sink, "perisco_hubble_peer_api_errors_total").unwrap_or(0)
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[test]

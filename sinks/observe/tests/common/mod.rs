@@ -121,13 +121,33 @@ pub fn events(records: &[Record]) -> Vec<Event> {
 pub fn start_sink<C: SinkConfig>(
     config: &C,
 ) -> (mpsc::Sender<Vec<Event>>, tokio::task::JoinHandle<Result<(), BoxError>>) {
+    let s = start_sink_observed(config);
+    (s.tx, s.handle)
+}
+
+/// A running sink with its metrics registry and health (component id "observe").
+pub struct Observed {
+    pub tx: mpsc::Sender<Vec<Event>>,
+    pub handle: tokio::task::JoinHandle<Result<(), BoxError>>,
+    pub registry: std::sync::Arc<perisco_engine::metrics::Registry>,
+    pub health: std::sync::Arc<perisco_engine::health::HealthRegistry>,
+}
+
+impl Observed {
+    pub fn status(&self) -> Option<perisco_engine::health::Status> {
+        self.health.snapshot().get("observe").cloned()
+    }
+}
+
+pub fn start_sink_observed<C: SinkConfig>(config: &C) -> Observed {
     let registry = perisco_engine::metrics::Registry::new();
+    let health = perisco_engine::health::HealthRegistry::new();
     let cx = BuildContext {
         id: "observe".into(),
         kind: Kind::Sink,
         metrics: Default::default(),
-        registry,
-        health: perisco_engine::health::HealthRegistry::new().handle("observe".into()),
+        registry: registry.clone(),
+        health: health.handle("observe".into()),
         config_dir: None,
     };
     assert!(config.validate().is_empty(), "{:?}", config.validate());
@@ -139,7 +159,12 @@ pub fn start_sink<C: SinkConfig>(
         reopen,
         metrics: Default::default(),
     }));
-    (tx, handle)
+    Observed {
+        tx,
+        handle,
+        registry,
+        health,
+    }
 }
 
 pub fn addr(port: u16) -> SocketAddr {
