@@ -3,7 +3,8 @@
 # - tansu 0.6.0 (Kafka-protocol broker, Rust): `cargo install` takes 8-15 min on 2 cores,
 #   so it runs only when the binary is missing; CI should cache ~/.cargo/bin/tansu.
 # - osmem-server (PyPI; the OpenSearch REST API in memory), linked onto PATH.
-# - python3 for tests/sink_server.py and tests/es_fault_proxy.py (stdlib only).
+# - python3 for tests/sink_server.py and tests/es_fault_proxy.py (stdlib only); openssl(1)
+#   makes the test CA and server certificate of the http TLS test.
 # rdkafka builds its bundled librdkafka with configure/make and needs zlib headers.
 # Idempotent; takes well under a second when everything is present.
 set -euo pipefail
@@ -14,7 +15,7 @@ export PATH="$CARGO_BIN:$PATH"
 
 # 1. Build tools for librdkafka (rdkafka's default vendored build).
 missing=()
-for p in zlib1g-dev make gcc g++ python3; do
+for p in zlib1g-dev make gcc g++ python3 openssl; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -337,3 +337,122 @@ async fn http_healthcheck_names_the_unreachable_address() {
     let stats = get_json(&format!("http://127.0.0.1:{port}/_stats")).await;
     assert_eq!(stats["requests"], 0, "{stats}");
 }
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it, made with openssl(1):
+/// (ca.pem, server cert, server key).
+fn make_certs(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=perisco test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &["-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1"],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_tls_trusts_tls_ca_file_and_refuses_an_unknown_ca() {
+    if !require(
+        "http_tls_trusts_tls_ca_file_and_refuses_an_unknown_ca",
+        &[Need::Command("python3"), Need::Command("openssl")],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(dir.path());
+    let port = free_port();
+    let _server = spawn_server(
+        Command::new("python3")
+            .arg(tests_dir().join("sink_server.py"))
+            .arg(port.to_string())
+            .env("SINK_TLS_CERT", &cert)
+            .env("SINK_TLS_KEY", &key),
+        port,
+    );
+    const N: usize = 200;
+    let events = records(N, 0);
+    let common = format!(
+        "uri = \"https://127.0.0.1:{port}/\"\nbatch = {{ max_events = 100, timeout = \"20ms\" }}\nretry = {{ initial_backoff = \"20ms\", max_attempts = 2 }}\n"
+    );
+    // Without the CA the certificate is unknown: every attempt fails, nothing arrives.
+    let h = Harness::new("out");
+    run_all(&h, sink(&h, &common), events.clone()).await;
+    assert_eq!(h.delivered(), 0);
+    assert_eq!(h.dropped("retries_exhausted"), N as u64);
+    // tls.ca_file trusts it.
+    let h = Harness::new("out");
+    let with_ca = format!("{common}tls = {{ ca_file = {:?} }}\n", ca.display().to_string());
+    run_all(&h, sink(&h, &with_ca), events.clone()).await;
+    assert_eq!(h.delivered(), N as u64);
+    let client = reqwest::Client::builder()
+        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let body = client
+        .get(format!("https://127.0.0.1:{port}/_requests"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let reqs: Vec<Value> = serde_json::from_slice(&body).unwrap();
+    let got: Vec<Value> = reqs
+        .iter()
+        .flat_map(|r| {
+            r["body"]
+                .as_str()
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_same_records(&by_seq(got), &by_seq(file_sink_output(&events).await));
+}

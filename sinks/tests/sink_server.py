@@ -5,6 +5,7 @@ Usage: python3 sink_server.py PORT [OUT_JSONL]
 - GET /_requests -> every recorded request; GET /_stats -> {"requests":N,"bytes":B};
   GET /_header/NAME -> the distinct values of header NAME over all requests;
   POST /_reset clears.
+- SINK_TLS_CERT / SINK_TLS_KEY (PEM files): serve HTTPS instead.
 - OUT_JSONL (optional) gets every record too, so a restarted server keeps history.
 """
 import gzip, json, os, sys, threading, zlib
@@ -65,5 +66,10 @@ if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 18080
     ThreadingHTTPServer.allow_reuse_address = True
     srv = ThreadingHTTPServer(("127.0.0.1", port), H)
+    if os.environ.get("SINK_TLS_CERT"):
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.environ["SINK_TLS_CERT"], os.environ["SINK_TLS_KEY"])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print(f"http://127.0.0.1:{port}", flush=True)
     srv.serve_forever()
