@@ -346,4 +346,9 @@ fn peer_options_are_validated() {
         ..HubbleConfig::default()
     };
     assert!(keys(&ok).is_empty());
+
+    let parsed: HubbleConfig = toml::from_str("peers = \"kubernetes\"").unwrap();
+    assert_eq!(parsed.peers, PeerDiscovery::Kubernetes);
+    let bad = toml::from_str::<HubbleConfig>("peers = \"cluster\"").unwrap_err();
+    assert!(bad.to_string().contains("must be \"local\" or \"kubernetes\""), "{bad}");
 }

@@ -103,14 +103,27 @@ impl Default for HubbleConfig {
 }
 
 /// How the hubble sink finds its peers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PeerDiscovery {
     /// This node only (no cluster membership).
     #[default]
     Local,
     /// Watch the agent pods (namespace + label selector) through the Kubernetes API.
     Kubernetes,
+}
+
+// By hand: the config loader reports serde's "unknown variant" as an unknown component type.
+impl<'de> Deserialize<'de> for PeerDiscovery {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "local" => Ok(PeerDiscovery::Local),
+            "kubernetes" => Ok(PeerDiscovery::Kubernetes),
+            other => Err(serde::de::Error::custom(format!(
+                "`peers` must be \"local\" or \"kubernetes\", not {other:?}"
+            ))),
+        }
+    }
 }
 
 /// Where config-examples/k8s deploys the agents.
