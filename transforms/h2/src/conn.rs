@@ -481,7 +481,7 @@ impl Http2Conn {
                             let mut v = std::mem::take(&mut r.buf);
                             v.drain(..k);
                             r.state = ReadState::Header;
-                                                r.fresh = false;
+                            r.fresh = false;
                             r.confirmed = true;
                             return Ok(Some(v));
                         }
@@ -494,7 +494,7 @@ impl Http2Conn {
                                 core.stats.resync_skipped_bytes += undecided as u64;
                                 r.buf.drain(..undecided);
                             }
-                                                return Ok(None);
+                            return Ok(None);
                         }
                     }
                 }

@@ -117,7 +117,7 @@ impl Core {
                 if let Some(p) = self.pending[i].take() {
                     // A new block while CONTINUATION was expected: the old one is cut short.
                     self.stats.frame_errors += 1;
-                    self.finish_pending(side, p, true, out);
+                    self.finish_pending(side, *p, true, out);
                 }
                 let Some(frag) = fragment(h, payload, true) else {
                     self.stats.frame_errors += 1;
@@ -175,9 +175,9 @@ impl Core {
                 let room = cap.saturating_sub(p.buf.len()).min(payload.len());
                 p.buf.extend_from_slice(&payload[..room]);
                 if too_big || truncated {
-                    self.finish_pending(side, p, true, out);
+                    self.finish_pending(side, *p, true, out);
                 } else if h.has(frame::END_HEADERS) {
-                    self.finish_pending(side, p, false, out);
+                    self.finish_pending(side, *p, false, out);
                 } else {
                     self.pending[i] = Some(p);
                 }
@@ -186,7 +186,7 @@ impl Core {
                 // CONTINUATION without its HEADERS (lost before a gap): cannot decode a block's tail.
                 self.stats.frame_errors += 1;
                 if let Some(p) = other {
-                    self.finish_pending(side, p, true, out);
+                    self.finish_pending(side, *p, true, out);
                 }
             }
         }
@@ -197,7 +197,7 @@ impl Core {
         match h.kind {
             frame::HEADERS | frame::PUSH_PROMISE => {
                 if let Some(p) = self.pending[side.idx()].take() {
-                    self.finish_pending(side, p, true, out);
+                    self.finish_pending(side, *p, true, out);
                 }
                 // Only the fragment part of what was captured: padding is at the end.
                 let frag = fragment(h, partial, false).unwrap_or_default();
@@ -213,11 +213,11 @@ impl Core {
     /// A block still waiting for CONTINUATION when bytes were lost or the connection closed.
     pub fn cut_pending(&mut self, side: Side, out: &mut Vec<L7Message>) {
         if let Some(p) = self.pending[side.idx()].take() {
-            self.finish_pending(side, p, true, out);
+            self.finish_pending(side, *p, true, out);
         }
     }
 
-    fn finish_pending(&mut self, side: Side, p: Box<PendingBlock>, truncated: bool, out: &mut Vec<L7Message>) {
+    fn finish_pending(&mut self, side: Side, p: PendingBlock, truncated: bool, out: &mut Vec<L7Message>) {
         self.block(side, p.stream, p.end_stream, p.push, p.ts, &p.buf, truncated, out);
     }
 
@@ -503,7 +503,9 @@ impl Core {
             .map(|s| {
                 s.req.as_ref().map_or(0, |m| size_of::<Msg>() + m.memory())
                     + s.resp.as_ref().map_or(0, |m| size_of::<Msg>() + m.memory())
-                    + s.call.as_ref().map_or(0, |c| size_of::<(String, String)>() + c.0.capacity() + c.1.capacity())
+                    + s.call
+                        .as_ref()
+                        .map_or(0, |c| size_of::<(String, String)>() + c.0.capacity() + c.1.capacity())
             })
             .sum();
         // The stream table's slots (key, value, control byte), used or not.

@@ -97,10 +97,7 @@ impl Block {
 
     /// Approximate heap bytes.
     pub fn memory(&self) -> usize {
-        self.headers
-            .iter()
-            .map(|h| h.key.capacity() + h.value.capacity())
-            .sum()
+        self.headers.iter().map(|h| h.key.capacity() + h.value.capacity()).sum()
     }
 }
 

@@ -14,8 +14,8 @@ use std::collections::VecDeque;
 use perisco_engine::event::{HttpRequest, HttpResponse};
 
 use body::{Chunk, chunked, end_message, keep_body, set_body_bytes, start_body};
-pub use head::{Looks, looks_like_request, looks_like_response};
 use head::{Framing, Parsed, find_head_start, parse_request, parse_response, partial_request_line, push_pending};
+pub use head::{Looks, looks_like_request, looks_like_response};
 
 /// Headers per message head; more is a parse error (counted, then resynchronised).
 pub const MAX_HEADERS: usize = 64;

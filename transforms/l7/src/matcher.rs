@@ -181,7 +181,9 @@ impl Pending {
     }
 
     /// Requests first seen at or before `deadline`. HTTP/1 ones leave from the front only:
-    /// a later one cannot be paired while an earlier one still waits.
+    /// a later one cannot be paired while an earlier one still waits. (Boxes kept: they
+    /// move on into records.)
+    #[allow(clippy::vec_box)]
     fn expired(&mut self, deadline: u64, into: &mut Vec<Box<L7Message>>) {
         let mut http1_front = true;
         let mut i = 0;

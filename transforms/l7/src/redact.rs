@@ -38,9 +38,9 @@ impl Redactor {
             let key = h.key.as_bytes();
             if self.lengths & (1u64 << (key.len() % 64)) != 0
                 && self
-                .names
-                .iter()
-                .any(|name| name.len() == key.len() && key.eq_ignore_ascii_case(name))
+                    .names
+                    .iter()
+                    .any(|name| name.len() == key.len() && key.eq_ignore_ascii_case(name))
             {
                 REDACTED.clone_into(&mut h.value);
                 n += 1;
