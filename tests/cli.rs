@@ -41,6 +41,11 @@ const BROKEN: &[(&str, &str, &[&str])] = &[
         &["pipeline.toml:2:8: component `in`: unknown component type `pcapp`"],
     ),
     (
+        "unknown value of an option's enum",
+        "[sources.in]\ntype = \"ebpf_socket\"\nhook = \"fentri\"\n[sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"-\"\n",
+        &["pipeline.toml:3:8: component `in`: unknown variant `fentri`, expected one of"],
+    ),
+    (
         "unknown key",
         "[sources.in]\ntype = \"pcap\"\npath = \"x.pcap\"\nloops = true\n[sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"-\"\n",
         &["pipeline.toml:4:1: component `in`: unknown field `loops`"],

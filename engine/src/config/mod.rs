@@ -400,7 +400,7 @@ impl<'a> Errors<'a> {
         };
         let mut tagged = DeTable::new();
         tagged.insert(
-            Spanned::new(type_span.clone(), type_name),
+            Spanned::new(type_span.clone(), type_name.clone()),
             Spanned::new(table.span(), DeValue::Table(inner)),
         );
         let c: T = match T::deserialize(ValueDeserializer::from(Spanned::new(
@@ -411,7 +411,9 @@ impl<'a> Errors<'a> {
             Err(e) => {
                 let mut msg = e.message().trim_end().to_string();
                 let mut span = e.span().unwrap_or_else(|| table.span());
-                if msg.starts_with("unknown variant") {
+                // Only the outer enum's miss is about `type`; an option's enum value keeps its own position.
+                let at_type = e.span().is_none_or(|s| s == type_span || s == table.span());
+                if at_type && msg.starts_with(&format!("unknown variant `{type_name}`")) {
                     msg = msg.replacen("unknown variant", "unknown component type", 1);
                     span = type_span;
                 }
