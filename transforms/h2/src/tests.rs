@@ -1247,3 +1247,40 @@ fn state_is_bounded_under_many_streams_and_big_headers() {
     conn.close(3, &mut out);
     assert_eq!(out.len(), 500);
 }
+
+/// Idle connections are the sizing case (100 k open): after an exchange, with frames split
+/// across writes so the frame buffers were used, what is left is the struct, the two HPACK
+/// tables' entries and no stream table or frame buffer.
+#[test]
+fn idle_connection_keeps_little_state() {
+    let mut w = Wire::new();
+    let mut server = Wire::new();
+    let mut conn = Http2Conn::new(conn_info(), Http2Options::default());
+    let mut out = Vec::new();
+    let fresh = conn.state_bytes();
+    conn.feed(C, &client_start(), 1, false, &mut out).unwrap();
+    conn.feed(S, &server_start(), 1, false, &mut out).unwrap();
+    for n in 0..50u32 {
+        let id = 2 * n + 1;
+        let hs = w.headers(
+            id,
+            frame::END_STREAM,
+            &[(":method", "GET"), (":path", "/items"), ("user-agent", "t/1")],
+        );
+        let (a, b) = hs.split_at(hs.len() / 2);
+        conn.feed(C, a, 2, false, &mut out).unwrap();
+        conn.feed(C, b, 2, false, &mut out).unwrap();
+        let rs = cat(&[
+            server.headers(id, 0, &[(":status", "200"), ("content-type", "text/plain")]),
+            data(id, frame::END_STREAM, b"ok"),
+        ]);
+        let (a, b) = rs.split_at(5);
+        conn.feed(S, a, 3, false, &mut out).unwrap();
+        conn.feed(S, b, 3, false, &mut out).unwrap();
+    }
+    assert_eq!(out.len(), 100);
+    // Each table holds its literals once (the encoder indexes them): under 100 bytes each
+    // with their index. A stream table kept allocated would add over 100 more.
+    let idle = conn.state_bytes();
+    assert!(idle < fresh + 256, "idle {idle} bytes, fresh {fresh}");
+}

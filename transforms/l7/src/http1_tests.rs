@@ -524,6 +524,30 @@ fn headers_are_kept_in_order() {
 }
 
 #[test]
+fn utf8_values_are_sliced_from_the_head_whole_or_split() {
+    let head: &[u8] = b"HTTP/1.1 200 OK\r\nX-Name: caf\xc3\xa9\r\nEmpty:\r\nServer: s\r\nContent-Length: 0\r\n\r\n";
+    for cut in [0, 5, 24, 26, head.len() - 1] {
+        let mut conn = Http1Conn::new(Http1Limits::default());
+        let mut out = Vec::new();
+        conn.feed(C, b"GET / HTTP/1.1\r\n\r\n", 1, &mut out);
+        out.clear();
+        conn.feed(S, &head[..cut], 2, &mut out);
+        conn.feed(S, &head[cut..], 3, &mut out);
+        let Head::Response(r) = &out[0].head else { panic!() };
+        assert_eq!(
+            r.headers,
+            vec![
+                Header::new("X-Name", "café"),
+                Header::new("Empty", ""),
+                Header::new("Server", "s"),
+                Header::new("Content-Length", "0")
+            ],
+            "cut at {cut}"
+        );
+    }
+}
+
+#[test]
 fn detection_helpers() {
     assert_eq!(looks_like_request(b"GE"), Looks::NeedMore);
     assert_eq!(looks_like_request(b"GET "), Looks::Yes);

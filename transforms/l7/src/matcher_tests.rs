@@ -110,6 +110,53 @@ fn http2_pairs_by_stream() {
 }
 
 #[test]
+fn reused_stream_id_emits_the_old_request() {
+    let (r, m) = run(
+        MatchConfig::default(),
+        vec![
+            req(1, "/a", 100, Some(1)),
+            req(1, "/b", 110, Some(1)),
+            resp(1, 200, 150, Some(1)),
+        ],
+    );
+    assert_eq!(r, ["/a 0 None [\"response_missing\"]", "/b 200 Some(40) []"]);
+    assert_eq!(m.waiting(), 0);
+}
+
+#[test]
+fn expiry_takes_old_streams_anywhere_but_http1_only_from_the_front() {
+    let cfg = MatchConfig {
+        timeout: Duration::from_secs(1),
+        ..MatchConfig::default()
+    };
+    let mut m = Matcher::new(&cfg);
+    let mut out = Vec::new();
+    let s = 1_000_000_000u64;
+    // Same connection (an h2c upgrade mixes both): HTTP/1 /new then HTTP/1 /old2 (older
+    // timestamp, behind it in order), streams 3 (new) and 5 (old).
+    m.push(req(1, "/new", 10 * s, None), &mut out);
+    m.push(req(1, "/old2", 2 * s, None), &mut out);
+    m.push(req(1, "/s3", 10 * s, Some(3)), &mut out);
+    m.push(req(1, "/s5", 2 * s, Some(5)), &mut out);
+    m.arrived(10 * s);
+    m.expire(10 * s, &mut out);
+    assert_eq!(
+        out.iter().map(brief).collect::<Vec<_>>(),
+        ["/s5 0 None [\"response_missing\"]"],
+        "/old2 waits behind /new: HTTP/1 pairs by order"
+    );
+    assert_eq!(m.waiting(), 3);
+    out.clear();
+    m.push(resp(1, 200, 11 * s, None), &mut out);
+    m.push(resp(1, 204, 11 * s, Some(3)), &mut out);
+    assert_eq!(
+        out.iter().map(brief).collect::<Vec<_>>(),
+        ["/new 200 Some(1000000000) []", "/s3 204 Some(1000000000) []"]
+    );
+    assert_eq!(m.waiting(), 1);
+}
+
+#[test]
 fn connections_are_separate() {
     let (r, _) = run(
         MatchConfig::default(),
