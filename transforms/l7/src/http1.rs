@@ -415,7 +415,7 @@ fn head(dir: &mut Dir, cx: &mut Cx<'_>, rest: &[u8], ts_ns: u64) -> Step {
             if dir.buf.len() >= cx.limits.max_head_bytes {
                 cx.counters.errors += 1;
                 cx.counters.skipped_bytes += dir.buf.len() as u64;
-                dir.buf.clear();
+                dir.buf = Vec::new();
                 dir.state = State::Resync;
             }
             Step::Consumed(rest.len())
@@ -424,7 +424,7 @@ fn head(dir: &mut Dir, cx: &mut Cx<'_>, rest: &[u8], ts_ns: u64) -> Step {
             cx.counters.errors += 1;
             cx.counters.resyncs += 1;
             cx.counters.skipped_bytes += old as u64;
-            dir.buf.clear();
+            dir.buf = Vec::new();
             dir.state = State::Resync;
             // Skip the bad line so the resync does not find the same head again; buffered
             // bytes are dropped and `rest` is searched afresh.
@@ -438,7 +438,8 @@ fn head(dir: &mut Dir, cx: &mut Cx<'_>, rest: &[u8], ts_ns: u64) -> Step {
         }
         Parsed::Head { len, framing, msg } => {
             let used = len.saturating_sub(old);
-            dir.buf.clear();
+            // Released, not kept: an idle connection holds no head buffer.
+            dir.buf = Vec::new();
             dir.body_seen = 0;
             match framing {
                 Framing::Interim => {}
