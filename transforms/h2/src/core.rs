@@ -286,7 +286,18 @@ impl Core {
                 if b.grpc {
                     s.call = Some(Box::new(grpc::split_path(b.path.as_deref().unwrap_or(""))));
                 }
-                s.req = Some(Box::new(Msg::new(Kind::Request, ts, b, false)));
+                let m = Msg::new(Kind::Request, ts, b, false);
+                if end_stream {
+                    // A request in one block (a GET): emitted at once, never boxed.
+                    s.req_done = true;
+                    self.stats.requests += 1;
+                    out.push(m.into_message(&self.conn, id, s.call.as_deref()));
+                    if s.resp_done {
+                        self.remove_stream(id);
+                    }
+                    return;
+                }
+                s.req = Some(Box::new(m));
             }
             Some(m) => m.merge(b),
         }
@@ -393,11 +404,15 @@ impl Core {
             out.push(m.into_message(&self.conn, id, s.call.as_deref()));
         }
         if s.req_done && s.resp_done {
-            self.streams.remove(&id);
-            if self.streams.is_empty() {
-                // An idle connection keeps no stream table (it is reallocated on the next stream).
-                self.streams = HashMap::default();
-            }
+            self.remove_stream(id);
+        }
+    }
+
+    fn remove_stream(&mut self, id: u32) {
+        self.streams.remove(&id);
+        if self.streams.is_empty() {
+            // An idle connection keeps no stream table (it is reallocated on the next stream).
+            self.streams = HashMap::default();
         }
     }
 
