@@ -3,7 +3,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -15,6 +18,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// tansu listening on `port`, telling clients to connect to `advertised` (a proxy port in
 /// the outage tests).
@@ -33,9 +38,13 @@ fn start_tansu(port: u16, advertised: u16) -> ChildGuard {
     )
 }
 
+/// `client.id` of the test's admin client: the gate of [`RestartingBroker`] lets it in.
+const ADMIN_ID: &str = "perisco-test-admin";
+
 async fn create_topics(bootstrap: &str, names: &[&str]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
+        .set("client.id", ADMIN_ID)
         .create()
         .unwrap();
     let topics: Vec<NewTopic<'_>> = names
@@ -231,4 +240,187 @@ async fn kafka_outage_with_drop_newest_counts_every_drop() {
         return;
     }
     outage(true).await;
+}
+
+/// tansu really stopped (killed) and started again, behind a gate on its advertised
+/// address. tansu keeps topics in memory, so the restarted broker is empty: before it is
+/// killed, the test reads back what it holds; after the restart, the topic is created
+/// again while the gate admits only the test's admin client (by the `client.id` of the
+/// first Kafka request on each connection), so the sink never sees the broker without
+/// its topic — as with a real broker, whose topics survive a restart.
+struct RestartingBroker {
+    broker_port: u16,
+    port: u16,
+    topic: &'static str,
+    tansu: Option<ChildGuard>,
+    admin_only: Arc<AtomicBool>,
+    gate: Option<tokio::task::JoinHandle<()>>,
+    /// Messages the topic holds when the broker is killed (to read them back first).
+    expect_before: usize,
+    /// Messages read from the broker's earlier lives.
+    earlier: Vec<Value>,
+}
+
+impl RestartingBroker {
+    async fn start(topic: &'static str, expect_before: usize) -> RestartingBroker {
+        let mut b = RestartingBroker {
+            broker_port: free_port(),
+            port: free_port(),
+            topic,
+            tansu: None,
+            admin_only: Arc::new(AtomicBool::new(false)),
+            gate: None,
+            expect_before,
+            earlier: Vec::new(),
+        };
+        b.up().await;
+        b
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn open_gate(&mut self) {
+        // tokio's bind sets SO_REUSEADDR: connections of the previous gate in TIME_WAIT do
+        // not block the port.
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        let upstream = SocketAddr::from(([127, 0, 0, 1], self.broker_port));
+        let admin_only = self.admin_only.clone();
+        self.gate = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else {
+                    continue;
+                };
+                let admin_only = admin_only.load(Ordering::SeqCst);
+                conns.spawn(async move {
+                    let mut first = Vec::new();
+                    if admin_only {
+                        match read_client_id(&mut down).await {
+                            Some((head, id)) if id == ADMIN_ID.as_bytes() => first = head,
+                            _ => return, // not the admin: closed, as if nothing listened
+                        }
+                    }
+                    if let Ok(mut up) = TcpStream::connect(upstream).await
+                        && up.write_all(&first).await.is_ok()
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+            }
+        }));
+    }
+}
+
+/// The start of the first Kafka request on a connection (size, api key, version,
+/// correlation id, client id) and its client id.
+async fn read_client_id(s: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut head = vec![0u8; 14];
+    s.read_exact(&mut head).await.ok()?;
+    let n = i16::from_be_bytes([head[12], head[13]]);
+    let mut id = vec![0u8; usize::try_from(n).ok()?];
+    s.read_exact(&mut id).await.ok()?;
+    head.extend_from_slice(&id);
+    Some((head, id))
+}
+
+impl Network for RestartingBroker {
+    async fn down(&mut self) {
+        let bootstrap = self.bootstrap();
+        let topic = self.topic;
+        let want = self.expect_before;
+        let got = tokio::task::block_in_place(|| consume(&bootstrap, &[topic], want));
+        self.earlier.extend(got.into_iter().map(|(_, _, v)| v));
+        if let Some(g) = self.gate.take() {
+            g.abort();
+            let _ = g.await;
+        }
+        self.tansu = None; // killed and reaped
+    }
+
+    async fn up(&mut self) {
+        let (broker, advertised) = (self.broker_port, self.port);
+        self.tansu = Some(tokio::task::block_in_place(|| start_tansu(broker, advertised)));
+        self.admin_only.store(true, Ordering::SeqCst);
+        self.open_gate().await;
+        create_topics(&self.bootstrap(), &[self.topic]).await;
+        self.admin_only.store(false, Ordering::SeqCst);
+    }
+}
+
+async fn restart(drop_newest: bool) {
+    const BEFORE: usize = 500;
+    let mut broker = RestartingBroker::start("perisco-restart", BEFORE).await;
+    let bootstrap = broker.bootstrap();
+    const N: usize = 3000;
+    let when_full = if drop_newest { "drop_newest" } else { "block" };
+    let h = Harness::new("kafka");
+    let s = sink(
+        &h,
+        &format!(
+            r#"
+            bootstrap_servers = "{bootstrap}"
+            topic = "perisco-restart"
+            batch = {{ max_events = 100, timeout = "20ms" }}
+            buffer = {{ max_events = 300, when_full = "{when_full}" }}
+            retry = {{ initial_backoff = "100ms", max_backoff = "500ms" }}
+            librdkafka_options = {{ "message.timeout.ms" = "2000", "reconnect.backoff.max.ms" = "500" }}
+            "#
+        ),
+    );
+    let o = Outage {
+        before: BEFORE,
+        buffer_max: 300,
+        sink_batch: 100,
+        feed_batch: 50,
+        channel: 2,
+        drop_newest,
+    };
+    run_through_outage(&h, s, &mut broker, records(N, 0), o).await;
+    let later = consume(&bootstrap, &["perisco-restart"], h.delivered() as usize - BEFORE);
+    let seqs: BTreeSet<u64> = broker
+        .earlier
+        .iter()
+        .chain(later.iter().map(|(_, _, v)| v))
+        .map(|v| v["pid"].as_u64().unwrap())
+        .collect();
+    eprintln!(
+        "before the restart {}, after {}, delivered {}, retried {}",
+        broker.earlier.len(),
+        later.len(),
+        h.delivered(),
+        h.retried()
+    );
+    assert_eq!(seqs.len() as u64, h.delivered(), "distinct messages = delivered");
+    if !drop_newest {
+        assert_eq!(seqs, (0..N as u64).collect::<BTreeSet<_>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_broker_restart_with_block_delivers_everything() {
+    if !require(
+        "kafka_broker_restart_with_block_delivers_everything",
+        &[Need::Command("tansu")],
+    ) {
+        return;
+    }
+    restart(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_broker_restart_with_drop_newest_counts_every_drop() {
+    if !require(
+        "kafka_broker_restart_with_drop_newest_counts_every_drop",
+        &[Need::Command("tansu")],
+    ) {
+        return;
+    }
+    restart(true).await;
 }
