@@ -20,6 +20,7 @@ def forward(method, path, headers, body):
 
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall
     def log_message(self, *a): pass
     def _send(self, code, b):
         self.send_response(code); self.send_header("Content-Type", "application/json")
