@@ -11,6 +11,9 @@ use perisco_engine::config::{Config, to_dot};
 
 use crate::components::Perisco;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The built-in pipeline used without `--config`: live capture → parse → match → stdout.
 pub const DEFAULT_PIPELINE: &str = include_str!("default_pipeline.toml");
 
