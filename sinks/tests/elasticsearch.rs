@@ -276,3 +276,100 @@ async fn elasticsearch_healthcheck_reports_down_and_up() {
         .await
         .expect("healthy once osmem-server listens");
 }
+
+/// osmem-server really killed and started again on the same port. It keeps documents in
+/// memory only, so the test reads back what it holds before killing it; the sink's next
+/// `_bulk` creates the index again (as it would on a fresh cluster).
+struct RestartingOsmem {
+    port: u16,
+    child: Option<ChildGuard>,
+    /// Documents read from the server's earlier lives.
+    earlier: Vec<Value>,
+}
+
+impl Network for RestartingOsmem {
+    async fn down(&mut self) {
+        let base = format!("http://127.0.0.1:{}", self.port);
+        let n = count(&base, "perisco-*").await;
+        self.earlier.extend(all_docs(&base, "perisco-*", n as usize).await);
+        self.child = None; // killed and reaped
+    }
+
+    async fn up(&mut self) {
+        let port = self.port;
+        self.child = Some(tokio::task::block_in_place(|| start_osmem_unlocked(port)));
+    }
+}
+
+async fn restart(drop_newest: bool) {
+    let _turn = exclusive("osmem");
+    let port = free_port();
+    let mut server = RestartingOsmem {
+        port,
+        child: None,
+        earlier: Vec::new(),
+    };
+    server.up().await;
+    let base = format!("http://127.0.0.1:{port}");
+    const N: usize = 2000;
+    let when_full = if drop_newest { "drop_newest" } else { "block" };
+    let h = Harness::new("es");
+    let s = sink(
+        &h,
+        &format!(
+            r#"
+            endpoints = ["{base}"]
+            document_id = "content_hash"
+            timeout = "10s"
+            batch = {{ max_events = 50, timeout = "20ms" }}
+            buffer = {{ max_events = 200, when_full = "{when_full}" }}
+            retry = {{ initial_backoff = "50ms", max_backoff = "300ms", flush_timeout = "60s" }}
+            "#
+        ),
+    );
+    let o = Outage {
+        before: 400,
+        buffer_max: 200,
+        sink_batch: 50,
+        feed_batch: 50,
+        channel: 2,
+        drop_newest,
+    };
+    run_through_outage(&h, s, &mut server, records(N, 0), o).await;
+    let later_n = count(&base, "perisco-*").await;
+    let later = all_docs(&base, "perisco-*", later_n as usize).await;
+    eprintln!(
+        "before the restart {}, after {}, delivered {}, retried {}",
+        server.earlier.len(),
+        later.len(),
+        h.delivered(),
+        h.retried()
+    );
+    let seqs: BTreeSet<u64> = server
+        .earlier
+        .iter()
+        .chain(&later)
+        .map(|d| d["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs.len() as u64, h.delivered(), "distinct documents = delivered");
+    if !drop_newest {
+        assert_eq!(seqs, (0..N as u64).collect::<BTreeSet<_>>());
+        assert_eq!(server.earlier.len() + later.len(), N, "content ids: no duplicates");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elasticsearch_server_restart_with_block_delivers_everything() {
+    if !needs("elasticsearch_server_restart_with_block_delivers_everything") {
+        return;
+    }
+    restart(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elasticsearch_server_restart_with_drop_newest_counts_every_drop() {
+    if !needs("elasticsearch_server_restart_with_drop_newest_counts_every_drop") {
+        return;
+    }
+    restart(true).await;
+}
