@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<Conn>(), 64);
         assert_eq!(core::mem::size_of::<Conn>() % 8, 0);
         assert_eq!(core::mem::size_of::<ListenKey>(), 24);
-        assert_eq!(core::mem::size_of::<Settings>(), 16);
+        assert_eq!(core::mem::size_of::<Settings>(), 20);
         assert_eq!(core::mem::size_of::<Offsets>() % 8, 0);
     }
 }
