@@ -13,6 +13,10 @@ use perisco_engine::metrics::ComponentMetrics;
 use perisco_vrl::convert::{self, Selection};
 use perisco_vrl::{Expect, Filter, FilterConfig, Remap, RemapConfig};
 
+// The perisco binary's allocator (src/main.rs): VRL values allocate per key and value.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RECORDS: &str = include_str!("../tests/data/records.jsonl");
 const BATCH: usize = 1000;
 
