@@ -5,6 +5,6 @@
 # 127.0.0.1:9598). Arguments are passed on: ./scripts/run.sh --config pipeline.toml
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh >&2
+PERISCO_SETUP=run ./scripts/setup.sh >&2
 cargo build --release --bin perisco >&2
-exec ./target/release/perisco "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/perisco" "$@"

@@ -22,7 +22,9 @@ export -f apt_install log
 
 apt_install pkg-config ca-certificates curl
 
-if ! command -v cargo-nextest >/dev/null 2>&1; then
+# PERISCO_SETUP=run (./scripts/run.sh): only what building and running perisco needs;
+# the test servers and tools (tansu alone is a 15-30 min build) are left out.
+if [[ "${PERISCO_SETUP:-test}" != run ]] && ! command -v cargo-nextest >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked
 fi

@@ -38,6 +38,10 @@ declare -A want=(
   [wrk]=/usr/bin/wrk
   [libcap2-bin]=/usr/sbin/capsh
 )
+# ./scripts/run.sh (PERISCO_SETUP=run) needs only the build toolchain, not the test servers.
+if [[ "${PERISCO_SETUP:-test}" == run ]]; then
+  want=(["llvm-${llvm_major}-dev"]="/usr/lib/llvm-${llvm_major}/lib/libLLVM.so")
+fi
 missing=()
 for pkg in "${!want[@]}"; do
   [[ -e "${want[$pkg]}" ]] || missing+=("$pkg")

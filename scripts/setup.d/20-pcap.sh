@@ -2,6 +2,8 @@
 # Setup for the pcap source (area `pcap`): what fixtures/make-fixtures.sh and the
 # probes/pcap tests need. Idempotent and fast when everything is present.
 set -euo pipefail
+# Test-only step: skipped by ./scripts/run.sh (PERISCO_SETUP=run), which only builds and runs.
+[[ "${PERISCO_SETUP:-test}" == run ]] && exit 0
 export DEBIAN_FRONTEND=noninteractive
 
 # Debian package -> a file it installs (checked instead of asking dpkg, which is slower).

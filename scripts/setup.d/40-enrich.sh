@@ -2,6 +2,8 @@
 # Setup for the enrich transform (area `enrich`): the kmock Kubernetes API emulator (PyPI)
 # that transforms/enrich/tests/kmock_server.py wraps. Idempotent; fast when present.
 set -euo pipefail
+# Test-only step: skipped by ./scripts/run.sh (PERISCO_SETUP=run), which only builds and runs.
+[[ "${PERISCO_SETUP:-test}" == run ]] && exit 0
 export DEBIAN_FRONTEND=noninteractive
 
 py=python3

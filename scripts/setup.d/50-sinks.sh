@@ -24,6 +24,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Everything below is for the tests; ./scripts/run.sh (PERISCO_SETUP=run) only builds.
+[[ "${PERISCO_SETUP:-test}" == run ]] && exit 0
+
 # 2. tansu, pinned; installed once when missing and kept in ~/.cargo/bin (CI: cache that
 # binary to skip the 8-15 min build). Only the in-memory storage engine is used.
 if ! command -v tansu >/dev/null 2>&1; then

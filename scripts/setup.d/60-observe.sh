@@ -3,6 +3,8 @@
 # hubble sink tests) and Prometheus (scrapes the prometheus_exporter sink in its tests).
 # Idempotent and fast when everything is present.
 set -euo pipefail
+# Test-only step: skipped by ./scripts/run.sh (PERISCO_SETUP=run), which only builds and runs.
+[[ "${PERISCO_SETUP:-test}" == run ]] && exit 0
 export DEBIAN_FRONTEND=noninteractive
 
 # Prometheus server 2.42 from Debian (the tests start their own instance on a free port;
