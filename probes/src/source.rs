@@ -282,7 +282,8 @@ impl Source for EbpfSocket {
                     }
                 }
             }
-            tx.flush(&cx);
+            // Records queued without a wakeup since the last drain are still in the ring.
+            drain(ring.get_mut(), &mut asm, &mut scratch, &mut tx, &cx);
             m.kernel(probe.stats(), &mut last_stats);
             drop(ring);
             drop(probe);
