@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Setup for the enrich transform (area `enrich`): the kmock Kubernetes API emulator (PyPI)
-# that transforms/enrich/tests/kmock_server.py wraps. Idempotent; fast when present.
+# that testutil/kmock_server.py wraps. Idempotent; fast when present.
 set -euo pipefail
 # Test-only step: skipped by ./scripts/run.sh (PERISCO_SETUP=run), which only builds and runs.
 [[ "${PERISCO_SETUP:-test}" == run ]] && exit 0

@@ -29,7 +29,7 @@ if ! command -v grpcurl >/dev/null 2>&1; then
 fi
 
 # kmock (PyPI): the Kubernetes API emulator behind the `peers = "kubernetes"` tests
-# (sinks/observe/tests/kmock_server.py). 40-enrich.sh installs the same pin; checked here
+# (testutil/kmock_server.py). 40-enrich.sh installs the same pin; checked here
 # too so this area's tests do not depend on another area's script.
 if ! python3 -c 'import kmock' >/dev/null 2>&1; then
   if ! python3 -m pip --version >/dev/null 2>&1; then

@@ -16,6 +16,8 @@ pub enum Need<'a> {
     Command(&'a str),
     /// Running as root (eBPF).
     Root,
+    /// A module `python3` can import.
+    PythonModule(&'a str),
 }
 
 /// True when every need is met. Otherwise: a loud skip, or a panic under
@@ -27,6 +29,15 @@ pub fn require(test: &str, needs: &[Need<'_>]) -> bool {
             Need::Command(c) => {
                 if which(c).is_none() {
                     missing.push(format!("command `{c}` not found (run scripts/setup.sh)"));
+                }
+            }
+            Need::PythonModule(m) => {
+                let ok = Command::new("python3")
+                    .args(["-c", &format!("import {m}")])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                if !ok {
+                    missing.push(format!("python3 module `{m}` not found (run scripts/setup.sh)"));
                 }
             }
             Need::Root => {
@@ -139,4 +150,36 @@ pub fn perisco_bin() -> PathBuf {
         return profile.join("perisco");
     }
     target.join("debug").join("perisco")
+}
+
+/// Start the Kubernetes API emulator (kmock, PyPI, wrapped by testutil/kmock_server.py to add
+/// the resourceVersions and list kinds kube's watchers need) on `port`, and wait until it
+/// listens. Callers first `require(.., &[Need::PythonModule("kmock")])`.
+pub fn start_kmock(port: u16) -> ChildGuard {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("kmock_server.py");
+    let child = ChildGuard::spawn(
+        Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit()),
+    )
+    .expect("start kmock_server.py");
+    assert!(
+        wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(90)),
+        "kmock did not listen on {port}"
+    );
+    child
+}
+
+/// A kubeconfig in `dir` pointing at a kmock on `port` (no auth).
+pub fn write_kmock_kubeconfig(dir: &Path, port: u16) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kmock\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+         users:\n- name: test\n  user: {{}}\ncontexts:\n- name: kmock\n  context:\n    cluster: kmock\n    user: test\n\
+         current-context: kmock\n"
+    );
+    std::fs::write(&path, text).expect("write kubeconfig");
+    path
 }

@@ -1,5 +1,5 @@
 //! `peers = "kubernetes"`: the hubble sink watches perisco agent pods through a Kubernetes
-//! API emulator on loopback (kmock, PyPI; tests/kmock_server.py adds the resourceVersions
+//! API emulator on loopback (kmock, PyPI; testutil/kmock_server.py adds the resourceVersions
 //! and list kinds kube's watcher needs) and announces them through `peer.Peer/Notify`,
 //! read with grpcurl (a real third-party client, through reflection) as hubble-relay
 //! would: PEER_ADDED for the known set, then PEER_ADDED / PEER_UPDATED / PEER_DELETED as
@@ -9,7 +9,7 @@
 mod common;
 
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -19,7 +19,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use perisco_engine::health::Status;
 use perisco_observe::HubbleConfig;
 use perisco_observe::hubble::PeerDiscovery;
-use perisco_testutil::{ChildGuard, Need, free_port, require, wait_for_port};
+use perisco_testutil::{
+    ChildGuard, Need, free_port, require, start_kmock, wait_for_port, write_kmock_kubeconfig as write_kubeconfig,
+};
 use serde_json::{Value, json};
 
 /// A generous wait for an event (not a speed assertion: the machine may be loaded).
@@ -28,46 +30,14 @@ const WAIT: Duration = Duration::from_secs(90);
 /// grpcurl and kmock importable by python3; a loud skip (or a failure under
 /// PERISCO_REQUIRE_ALL=1).
 fn prerequisites(test: &str) -> bool {
-    if !require(test, &[Need::Command("python3"), Need::Command("grpcurl")]) {
-        return false;
-    }
-    let ok = Command::new("python3")
-        .args(["-c", "import kmock"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let why = "python module kmock missing (run scripts/setup.d/60-observe.sh)";
-        if std::env::var("PERISCO_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-            panic!("{test}: prerequisite missing under PERISCO_REQUIRE_ALL=1: {why}");
-        }
-        eprintln!("SKIPPED {test}: {why}");
-    }
-    ok
-}
-
-fn start_kmock(port: u16) -> ChildGuard {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kmock_server.py");
-    let child = ChildGuard::spawn(
-        Command::new("python3")
-            .arg(script)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit()),
+    require(
+        test,
+        &[
+            Need::Command("python3"),
+            Need::Command("grpcurl"),
+            Need::PythonModule("kmock"),
+        ],
     )
-    .expect("start kmock_server.py");
-    assert!(wait_for_port(addr(port), WAIT), "kmock did not listen on {port}");
-    child
-}
-
-fn write_kubeconfig(dir: &Path, port: u16) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: kmock\n  cluster:\n    server: http://127.0.0.1:{port}\n\
-         users:\n- name: test\n  user: {{}}\ncontexts:\n- name: kmock\n  context:\n    cluster: kmock\n    user: test\n\
-         current-context: kmock\n"
-    );
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// Our own client, to change the cluster while the sink watches it.

@@ -229,19 +229,7 @@ async fn loopback_traffic_comes_out_enriched() {
 
     // The cluster: webapp (127.0.0.2) calls books (127.0.0.3).
     let api_port = free_port();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kmock_server.py");
-    let _kmock = ChildGuard::spawn(
-        Command::new("python3")
-            .arg(script)
-            .arg(api_port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit()),
-    )
-    .unwrap();
-    assert!(wait_for_port(
-        ([127, 0, 0, 1], api_port).into(),
-        Duration::from_secs(90)
-    ));
+    let _kmock = perisco_testutil::start_kmock(api_port);
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
         &kubeconfig,

@@ -1,13 +1,12 @@
 //! The enrich transform against a Kubernetes API emulator on loopback (kmock, PyPI; the
-//! wrapper tests/kmock_server.py adds resourceVersions and list kinds kube's watchers need).
+//! wrapper testutil/kmock_server.py adds resourceVersions and list kinds kube's watchers need).
 //! The transform is built the way the pipeline builds it (a kubeconfig path), objects are
 //! created, changed and deleted through the API while it runs, and the emulator is stopped
 //! and restarted under it.
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Harness, enrich, record, wait_until};
@@ -18,54 +17,12 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use perisco_engine::component::{FunctionTransform, TransformConfig};
 use perisco_engine::health::Status;
 use perisco_enrich::EnrichConfig;
-use perisco_testutil::{ChildGuard, Need, free_port, require, wait_for_port};
+use perisco_testutil::{Need, free_port, require, start_kmock, write_kmock_kubeconfig as write_kubeconfig};
 use serde_json::{Value, json};
 
 /// kmock importable by python3; a loud skip (or a failure under PERISCO_REQUIRE_ALL=1).
 fn kmock_available(test: &str) -> bool {
-    if !require(test, &[Need::Command("python3")]) {
-        return false;
-    }
-    let ok = Command::new("python3")
-        .args(["-c", "import kmock"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let why = "python module kmock missing (run scripts/setup.d/40-enrich.sh)";
-        if std::env::var("PERISCO_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-            panic!("{test}: prerequisite missing under PERISCO_REQUIRE_ALL=1: {why}");
-        }
-        eprintln!("SKIPPED {test}: {why}");
-    }
-    ok
-}
-
-fn start_kmock(port: u16) -> ChildGuard {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kmock_server.py");
-    let child = ChildGuard::spawn(
-        Command::new("python3")
-            .arg(script)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit()),
-    )
-    .expect("start kmock_server.py");
-    assert!(
-        wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(90)),
-        "kmock did not listen on {port}"
-    );
-    child
-}
-
-fn write_kubeconfig(dir: &Path, port: u16) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: kmock\n  cluster:\n    server: http://127.0.0.1:{port}\n\
-         users:\n- name: test\n  user: {{}}\ncontexts:\n- name: kmock\n  context:\n    cluster: kmock\n    user: test\n\
-         current-context: kmock\n"
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    require(test, &[Need::Command("python3"), Need::PythonModule("kmock")])
 }
 
 /// A client of our own, to change the cluster while the transform watches it.
