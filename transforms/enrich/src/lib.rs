@@ -89,21 +89,8 @@ impl EnrichConfig {
     }
 
     fn connect(&self, cx: &BuildContext) -> Result<Connect, BoxError> {
-        Ok(match &self.kubeconfig {
-            Some(p) => {
-                let path = cx.resolve_path(p);
-                // A wrong path is a config error: fail the build (and a reload) now.
-                kube::config::Kubeconfig::read_from(&path)
-                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
-                Connect::Kubeconfig {
-                    path,
-                    context: self.context.clone(),
-                }
-            }
-            None => Connect::Infer {
-                context: self.context.clone(),
-            },
-        })
+        let kubeconfig = self.kubeconfig.as_ref().map(|p| cx.resolve_path(p));
+        Ok(Connect::from_options(kubeconfig, self.context.clone())?)
     }
 
     /// Build with an explicit way to reach the API (tests use an in-process mock client).

@@ -44,7 +44,24 @@ pub enum Connect {
 }
 
 impl Connect {
-    async fn client(&self) -> Result<Client, String> {
+    /// From the `kubeconfig` (already resolved against the config file's directory) and
+    /// `context` options. A kubeconfig that cannot be read is a config error, reported now
+    /// (failing the build, or a reload) rather than by a retrying watch later.
+    pub fn from_options(kubeconfig: Option<PathBuf>, context: Option<String>) -> Result<Connect, String> {
+        Ok(match kubeconfig {
+            Some(path) => {
+                Kubeconfig::read_from(&path).map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+                Connect::Kubeconfig { path, context }
+            }
+            None => Connect::Infer { context },
+        })
+    }
+
+    /// A client for the API server. Also used by the hubble sink's peer discovery, so both
+    /// talk to Kubernetes the same way.
+    pub async fn client(&self) -> Result<Client, String> {
+        // Fails harmlessly when a provider is already installed (another component, a reload).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let config = match self {
             Connect::Client(c) => return Ok(c.clone()),
             Connect::Kubeconfig { path, context } => {

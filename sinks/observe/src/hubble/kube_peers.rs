@@ -1,62 +1,26 @@
 //! `peers = "kubernetes"`: list + watch the perisco agent pods and keep the announced
 //! [`PeerSet`] equal to the ready ones.
 //!
-//! The same client setup as the enrich transform (kube-rs, rustls with ring): a kubeconfig
-//! file, else KUBECONFIG / ~/.kube/config, else the in-cluster service account. Any watch
+//! The API client is the enrich transform's ([`Connect`]): a kubeconfig file, else
+//! KUBECONFIG / ~/.kube/config, else the in-cluster service account. Any watch
 //! error drops the watch and relists after a jittered backoff; the peers known so far stay
 //! announced meanwhile (an API outage says nothing about the agents), and the relist's
 //! result replaces them.
 
-use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Api;
 use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client};
 use perisco_engine::health::HealthHandle;
 use perisco_engine::metrics::{Counter, Gauge};
+use perisco_enrich::watch::Connect;
 use tokio_stream::StreamExt;
 use tracing::{debug, info, warn};
 
 use crate::hubble::peers::{AgentPods, PeerSet};
-
-/// Where the API client comes from.
-#[derive(Debug, Clone)]
-pub enum Connect {
-    /// A kubeconfig file, optionally one of its contexts.
-    Kubeconfig { path: PathBuf, context: Option<String> },
-    /// KUBECONFIG (or ~/.kube/config), else the in-cluster service account.
-    Infer { context: Option<String> },
-}
-
-impl Connect {
-    async fn client(&self) -> Result<Client, String> {
-        // Fails harmlessly when a provider is already installed (by enrich, or a reload).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let options = |context: &Option<String>| KubeConfigOptions {
-            context: context.clone(),
-            ..Default::default()
-        };
-        let mut config = match self {
-            Connect::Kubeconfig { path, context } => {
-                let kc = Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
-                kube::Config::from_custom_kubeconfig(kc, &options(context))
-                    .await
-                    .map_err(|e| e.to_string())?
-            }
-            Connect::Infer { context: None } => kube::Config::infer().await.map_err(|e| e.to_string())?,
-            Connect::Infer { context } => kube::Config::from_kubeconfig(&options(context))
-                .await
-                .map_err(|e| e.to_string())?,
-        };
-        // Fail fast on an unreachable API; the loop retries with backoff.
-        config.connect_timeout = Some(Duration::from_secs(10));
-        Client::try_from(config).map_err(|e| e.to_string())
-    }
-}
 
 /// What the watch task needs.
 pub struct PeerWatch {

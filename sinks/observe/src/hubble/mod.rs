@@ -39,8 +39,9 @@ use crate::proto::peer::peer_server::PeerServer;
 use crate::{ObserveError, bind_with_retry};
 use convert::{UuidGen, flow_from_record};
 use filter::LabelSelector;
-use kube_peers::{Connect, PeerWatch};
+use kube_peers::PeerWatch;
 use peers::{AgentPods, AgentSelector, PeerSet};
+use perisco_enrich::watch::Connect;
 use ring::Ring;
 use service::HubbleService;
 
@@ -223,21 +224,8 @@ impl HubbleConfig {
         if self.peers == PeerDiscovery::Local {
             return Ok(None);
         }
-        let connect = match &self.kubeconfig {
-            Some(p) => {
-                let path = cx.resolve_path(p);
-                // A wrong path is a config error: fail the build (and a reload) now.
-                kube::config::Kubeconfig::read_from(&path)
-                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
-                Connect::Kubeconfig {
-                    path,
-                    context: self.context.clone(),
-                }
-            }
-            None => Connect::Infer {
-                context: self.context.clone(),
-            },
-        };
+        let kubeconfig = self.kubeconfig.as_ref().map(|p| cx.resolve_path(p));
+        let connect = Connect::from_options(kubeconfig, self.context.clone())?;
         let selector = self.peer_selector.trim();
         let parsed = if selector.is_empty() {
             None
