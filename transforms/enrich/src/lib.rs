@@ -97,9 +97,6 @@ impl EnrichConfig {
     pub fn build_with(&self, cx: &BuildContext, connect: Connect) -> Result<Enrich, BoxError> {
         let rt = tokio::runtime::Handle::try_current()
             .map_err(|_| "the enrich transform must be built inside a tokio runtime")?;
-        // Fails harmlessly when a provider is already installed (by us on a reload, or by
-        // another component).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let node = self.resolved_node_name();
         let state = ClusterState::new(StateOptions {
             node_name: node.clone(),

@@ -9,14 +9,13 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::watcher::{self, Event};
 use perisco_engine::health::HealthHandle;
 use perisco_engine::metrics::{Counter, Gauge};
-use perisco_enrich::watch::Connect;
+use perisco_enrich::watch::{Backoff, Connect};
 use tokio_stream::StreamExt;
 use tracing::{debug, info, warn};
 
@@ -96,29 +95,5 @@ impl PeerWatch {
             debug!("hubble peer watch ended; relisting after a backoff");
             tokio::time::sleep(backoff.next_delay()).await;
         }
-    }
-}
-
-/// Exponential backoff, 0.5 s doubling to 30 s, ±25 % jitter (agents do not relist in
-/// lockstep after an API outage).
-#[derive(Debug, Default)]
-struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    fn next_delay(&mut self) -> Duration {
-        let base = Duration::from_millis(500)
-            .saturating_mul(1 << self.attempt.min(6))
-            .min(Duration::from_secs(30));
-        self.attempt = self.attempt.saturating_add(1);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        base.mul_f64(0.75 + f64::from(nanos % 1000) / 2000.0)
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
     }
 }

@@ -113,7 +113,7 @@ pub enum PeerDiscovery {
     Kubernetes,
 }
 
-// By hand: the config loader reports serde's "unknown variant" as an unknown component type.
+// By hand, so a wrong value's error names the key and both choices.
 impl<'de> Deserialize<'de> for PeerDiscovery {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
