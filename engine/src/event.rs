@@ -2,8 +2,9 @@
 //!
 //! Three typed stages, one enum to carry them over the channels:
 //! socket bytes ([`SocketData`]) → parsed L7 messages ([`L7Message`]) → exchange
-//! records ([`Record`]). A VRL `remap` may reshape a record freely; what it returns
-//! travels on as [`Event::Document`] (arbitrary JSON), which every sink accepts.
+//! records ([`Record`]). A VRL `remap` that changes a few fields emits the typed record
+//! with a [`Patch`] ([`Event::Patched`]); one that reshapes the whole event emits
+//! [`Event::Document`] (arbitrary JSON). Every sink accepts all three record forms.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub use crate::patch::{Change, Patch, PatchedRecord};
 pub use crate::record::{
     Endpoint, GrpcInfo, Header, HttpRequest, HttpResponse, Incomplete, IpInfo, L4, L7, Record, ServiceRef, TcpPorts,
     Workload,
@@ -47,6 +49,8 @@ pub enum Event {
     Socket(SocketData),
     Message(Box<L7Message>),
     Record(Box<Record>),
+    /// A record with the changes a VRL program made to it, applied when it is written.
+    Patched(Box<PatchedRecord>),
     /// A record reshaped by a VRL program: any JSON object.
     Document(Box<serde_json::Map<String, serde_json::Value>>),
 }
@@ -56,7 +60,7 @@ impl Event {
         match self {
             Event::Socket(_) => DataType::Socket,
             Event::Message(_) => DataType::Message,
-            Event::Record(_) | Event::Document(_) => DataType::Record,
+            Event::Record(_) | Event::Patched(_) | Event::Document(_) => DataType::Record,
         }
     }
 
@@ -66,6 +70,7 @@ impl Event {
     pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         match self {
             Event::Record(r) => serde_json::to_writer(out, r),
+            Event::Patched(p) => serde_json::to_writer(out, &p.to_json_map()?),
             Event::Document(d) => serde_json::to_writer(out, d),
             Event::Socket(s) => serde_json::to_writer(out, &s.summary()),
             Event::Message(m) => serde_json::to_writer(out, m),
@@ -76,6 +81,7 @@ impl Event {
     pub fn to_json_value(&self) -> Result<serde_json::Value, serde_json::Error> {
         match self {
             Event::Record(r) => serde_json::to_value(r),
+            Event::Patched(p) => p.to_json_map().map(serde_json::Value::Object),
             Event::Document(d) => Ok(serde_json::Value::Object((**d).clone())),
             Event::Socket(s) => serde_json::to_value(s.summary()),
             Event::Message(m) => serde_json::to_value(m),

@@ -10,6 +10,7 @@ pub mod config;
 pub mod event;
 pub mod health;
 pub mod metrics;
+pub mod patch;
 pub mod record;
 pub mod testing;
 pub mod topology;

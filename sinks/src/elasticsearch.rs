@@ -300,6 +300,13 @@ struct IndexRouter {
 fn event_time(event: &Event) -> Civil {
     match event {
         Event::Record(r) => Civil::from_unix_ns(r.ts),
+        // A remap that changed `ts` wrote it into the patch: route by the written value.
+        Event::Patched(p) if p.patch.get("ts").is_none() => Civil::from_unix_ns(p.record.ts),
+        Event::Patched(p) => p
+            .to_json_map()
+            .ok()
+            .and_then(|m| m.get("ts").and_then(|v| v.as_str()).and_then(Civil::from_rfc3339_prefix))
+            .unwrap_or_else(|| Civil::from_unix_ns(perisco_engine::record::now_ns())),
         Event::Document(d) => d
             .get("ts")
             .and_then(|v| v.as_str())

@@ -199,9 +199,19 @@ impl Drop for Enrich {
     }
 }
 
+/// The typed record of an event. A record a remap patched is enriched underneath its
+/// patch, so fields the program set explicitly win over looked-up names.
+fn typed_record(event: &mut Event) -> Option<&mut perisco_engine::event::Record> {
+    match event {
+        Event::Record(r) => Some(r),
+        Event::Patched(p) => Some(&mut p.record),
+        _ => None,
+    }
+}
+
 impl FunctionTransform for Enrich {
     fn transform(&mut self, mut event: Event, out: &mut Vec<Event>) {
-        if let Event::Record(r) = &mut event {
+        if let Some(r) = typed_record(&mut event) {
             let snap = self.snapshot.load();
             let found = snap.enrich(r);
             let hits = u64::from(found.client) + u64::from(found.server);
@@ -220,7 +230,7 @@ impl FunctionTransform for Enrich {
         let (mut hits, mut sides) = (0u64, 0u64);
         out.reserve(batch.len());
         for mut event in batch {
-            if let Event::Record(r) = &mut event {
+            if let Some(r) = typed_record(&mut event) {
                 let found = snap.enrich(r);
                 hits += u64::from(found.client) + u64::from(found.server);
                 sides += 2;

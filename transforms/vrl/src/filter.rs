@@ -83,6 +83,10 @@ impl Filter {
     pub fn evaluate(&mut self, event: &Event) -> Result<bool, String> {
         let value = match event {
             Event::Record(r) => convert::to_vrl(r, &self.selection).map_err(|e| e.to_string())?,
+            Event::Patched(p) => {
+                let d = p.to_json_map().map_err(|e| e.to_string())?;
+                Value::Object(convert::map_ref_to_vrl(&d, &self.selection))
+            }
             Event::Document(d) => Value::Object(convert::map_ref_to_vrl(d, &self.selection)),
             other => return Err(format!("filter expects records, got {}", other.data_type())),
         };
