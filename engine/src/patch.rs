@@ -68,11 +68,14 @@ impl Patch {
     /// or deleted edits that value instead. An empty path is ignored: replacing the whole
     /// record is not a patch.
     pub fn insert(&mut self, path: &[&str], change: Change) {
-        let Some((first, rest)) = path.split_first() else { return };
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
         let i = match self.fields.iter().position(|(k, _)| k == first) {
             Some(i) => i,
             None => {
-                self.fields.push(((*first).to_owned(), Change::Fields(Patch::default())));
+                self.fields
+                    .push(((*first).to_owned(), Change::Fields(Patch::default())));
                 self.fields.len() - 1
             }
         };
@@ -166,7 +169,10 @@ mod tests {
         let mut p = Patch::default();
         p.insert(&["l7", "request", "http", "method"], Change::Set(json!("get")));
         p.insert(&["l7", "request"], Change::Delete);
-        assert_eq!(p.get("l7"), Some(&Change::Fields(obj_patch(&[("request", Change::Delete)]))));
+        assert_eq!(
+            p.get("l7"),
+            Some(&Change::Fields(obj_patch(&[("request", Change::Delete)])))
+        );
     }
 
     #[test]

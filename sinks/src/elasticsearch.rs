@@ -305,7 +305,11 @@ fn event_time(event: &Event) -> Civil {
         Event::Patched(p) => p
             .to_json_map()
             .ok()
-            .and_then(|m| m.get("ts").and_then(|v| v.as_str()).and_then(Civil::from_rfc3339_prefix))
+            .and_then(|m| {
+                m.get("ts")
+                    .and_then(|v| v.as_str())
+                    .and_then(Civil::from_rfc3339_prefix)
+            })
             .unwrap_or_else(|| Civil::from_unix_ns(perisco_engine::record::now_ns())),
         Event::Document(d) => d
             .get("ts")

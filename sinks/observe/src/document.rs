@@ -18,7 +18,11 @@ pub fn record_of(event: &Event) -> Option<Cow<'_, Record>> {
     match event {
         Event::Record(r) => Some(Cow::Borrowed(r)),
         Event::Patched(p) if p.patch.is_empty() => Some(Cow::Borrowed(&p.record)),
-        Event::Patched(p) => p.to_json_map().ok().and_then(|d| record_from_document(&d)).map(Cow::Owned),
+        Event::Patched(p) => p
+            .to_json_map()
+            .ok()
+            .and_then(|d| record_from_document(&d))
+            .map(Cow::Owned),
         Event::Document(d) => record_from_document(d).map(Cow::Owned),
         Event::Socket(_) | Event::Message(_) => None,
     }
