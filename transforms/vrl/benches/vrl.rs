@@ -11,7 +11,7 @@ use perisco_engine::FunctionTransform;
 use perisco_engine::event::{Event, Record};
 use perisco_engine::metrics::ComponentMetrics;
 use perisco_vrl::convert::{self, Selection};
-use perisco_vrl::{Expect, Filter, FilterConfig, Remap, RemapConfig};
+use perisco_vrl::{Filter, FilterConfig, Remap, RemapConfig};
 
 // The perisco binary's allocator (src/main.rs): VRL values allocate per key and value.
 #[global_allocator]
@@ -52,15 +52,17 @@ fn filter(prune: bool) -> Filter {
     if prune { f } else { f.converting_everything() }
 }
 
-fn remap() -> Remap {
+/// The remap as built (record + patch out), or forced down the whole-event path
+/// (document out, what every remap did before patches).
+fn remap(whole_event: bool) -> Remap {
     let cfg = RemapConfig {
         source: Some(REMAP_5_LINES.into()),
         file: None,
         drop_on_error: false,
         drop_on_abort: true,
     };
-    let program = perisco_vrl::compile(REMAP_5_LINES, Expect::Any).unwrap();
-    Remap::new(&cfg, program, "bench".into(), ComponentMetrics::default())
+    let r = Remap::new(&cfg, REMAP_5_LINES, "bench".into(), ComponentMetrics::default()).unwrap();
+    if whole_event { r.whole_event() } else { r }
 }
 
 /// What the file sink does with each event: one JSON line into a buffer.
@@ -89,8 +91,12 @@ fn benches(c: &mut Criterion) {
     g.bench_function("filter_unpruned", |b| {
         b.iter_batched(batch, |i| run(&mut f, i), BatchSize::LargeInput)
     });
-    let mut r = remap();
+    let mut r = remap(false);
     g.bench_function("remap_5_lines", |b| {
+        b.iter_batched(batch, |i| run(&mut r, i), BatchSize::LargeInput)
+    });
+    let mut r = remap(true);
+    g.bench_function("remap_5_lines_whole_event", |b| {
         b.iter_batched(batch, |i| run(&mut r, i), BatchSize::LargeInput)
     });
     let records: Vec<Record> = RECORDS.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -122,8 +128,12 @@ fn benches(c: &mut Criterion) {
     g.bench_function("filter", |b| {
         b.iter_batched(batch, |i| sink(&run(&mut f, i), &mut buf), BatchSize::LargeInput)
     });
-    let mut r = remap();
+    let mut r = remap(false);
     g.bench_function("remap_5_lines", |b| {
+        b.iter_batched(batch, |i| sink(&run(&mut r, i), &mut buf), BatchSize::LargeInput)
+    });
+    let mut r = remap(true);
+    g.bench_function("remap_5_lines_whole_event", |b| {
         b.iter_batched(batch, |i| sink(&run(&mut r, i), &mut buf), BatchSize::LargeInput)
     });
     g.finish();

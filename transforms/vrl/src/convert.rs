@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
-use vrl::path::{OwnedSegment, OwnedTargetPath, PathPrefix};
+use vrl::path::{OwnedSegment, OwnedTargetPath, OwnedValuePath, PathPrefix};
 use vrl::prelude::{Bytes, NotNan};
 use vrl::value::{KeyString, ObjectMap, Value};
 
@@ -38,6 +38,43 @@ impl Selection {
         sel
     }
 
+    /// Nothing selected yet.
+    pub fn none() -> Selection {
+        Selection::Fields(BTreeMap::new())
+    }
+
+    /// Also select what `path` reads (everything from its first index down).
+    pub fn add_path(&mut self, path: &OwnedValuePath) {
+        self.add(&path.segments);
+    }
+
+    /// Also select the whole value at a path of field names.
+    pub fn add_fields(&mut self, path: &[String]) {
+        let Selection::Fields(fields) = self else { return };
+        match path.split_first() {
+            Some((name, rest)) => {
+                let child = fields.entry(name.clone()).or_insert_with(Selection::none);
+                if rest.is_empty() {
+                    *child = Selection::All;
+                } else {
+                    child.add_fields(rest);
+                }
+            }
+            None => *self = Selection::All,
+        }
+    }
+
+    /// Also select the objects on the way to a path of field names, without their
+    /// other fields (converted empty: enough to see whether they exist).
+    pub fn add_parents(&mut self, path: &[String]) {
+        let Selection::Fields(fields) = self else { return };
+        if let [name, rest @ ..] = path
+            && !rest.is_empty()
+        {
+            fields.entry(name.clone()).or_insert_with(Selection::none).add_parents(rest);
+        }
+    }
+
     fn add(&mut self, path: &[OwnedSegment]) {
         let Selection::Fields(fields) = self else { return };
         match path.split_first() {
@@ -56,7 +93,7 @@ impl Selection {
         }
     }
 
-    fn child(&self, key: &str) -> Option<&Selection> {
+    pub(crate) fn child(&self, key: &str) -> Option<&Selection> {
         match self {
             Selection::All => Some(&ALL),
             Selection::Fields(f) => f.get(key),
@@ -151,6 +188,23 @@ pub fn vrl_to_json(v: Value) -> serde_json::Value {
         Value::Timestamp(t) => J::String(vrl::value::value::timestamp_to_string(&t)),
         Value::Array(a) => J::Array(a.into_iter().map(vrl_to_json).collect()),
         Value::Object(m) => J::Object(object_to_json(m)),
+    }
+}
+
+/// A VRL value as JSON, by reference (as [`vrl_to_json`]).
+pub fn vrl_ref_to_json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Null => J::Null,
+        Value::Boolean(b) => J::Bool(*b),
+        Value::Integer(i) => J::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(f.into_inner()).map_or(J::Null, J::Number),
+        Value::String(s) => J::String(s.to_string()),
+        Value::Bytes(b) => J::String(String::from_utf8_lossy(b).into_owned()),
+        Value::Regex(r) => J::String(r.as_str().to_owned()),
+        Value::Timestamp(t) => J::String(vrl::value::value::timestamp_to_string(t)),
+        Value::Array(a) => J::Array(a.iter().map(vrl_ref_to_json).collect()),
+        Value::Object(m) => J::Object(m.iter().map(|(k, v)| (k.as_str().to_owned(), vrl_ref_to_json(v))).collect()),
     }
 }
 

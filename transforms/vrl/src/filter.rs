@@ -8,6 +8,7 @@ use vrl::compiler::runtime::Terminate;
 use vrl::value::Value;
 
 use crate::convert::{self, Selection};
+use crate::patching;
 use crate::program::{self, ErrorLog, Expect, Runner};
 
 /// `type = "filter"`.
@@ -83,10 +84,7 @@ impl Filter {
     pub fn evaluate(&mut self, event: &Event) -> Result<bool, String> {
         let value = match event {
             Event::Record(r) => convert::to_vrl(r, &self.selection).map_err(|e| e.to_string())?,
-            Event::Patched(p) => {
-                let d = p.to_json_map().map_err(|e| e.to_string())?;
-                Value::Object(convert::map_ref_to_vrl(&d, &self.selection))
-            }
+            Event::Patched(p) => patching::patched_to_vrl(p, &self.selection).map_err(|e| e.to_string())?,
             Event::Document(d) => Value::Object(convert::map_ref_to_vrl(d, &self.selection)),
             other => return Err(format!("filter expects records, got {}", other.data_type())),
         };

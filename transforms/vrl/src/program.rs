@@ -11,7 +11,7 @@ use vrl::value::{ObjectMap, Secrets, Value};
 
 /// The VRL functions available to programs (the `stdlib-base` set, see docs/vrl.md),
 /// built once per process.
-static FUNCTIONS: LazyLock<Vec<Box<dyn Function>>> = LazyLock::new(vrl::stdlib::all);
+pub(crate) static FUNCTIONS: LazyLock<Vec<Box<dyn Function>>> = LazyLock::new(vrl::stdlib::all);
 
 /// What a program must evaluate to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,13 +3,15 @@
 use std::path::{Path, PathBuf};
 
 use perisco_engine::component::*;
-use perisco_engine::event::{DataType, Event};
+use perisco_engine::event::{DataType, Event, Patch, PatchedRecord, Record};
 use perisco_engine::metrics::ComponentMetrics;
 use serde::Deserialize;
 use vrl::compiler::runtime::Terminate;
 use vrl::value::Value;
 
 use crate::convert::{self, Selection};
+use crate::patching;
+use crate::plan::Plan;
 use crate::program::{self, CompileError, ErrorLog, Expect, Runner};
 
 /// `type = "remap"`.
@@ -103,18 +105,24 @@ impl TransformConfig for RemapConfig {
 
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn FunctionTransform>, BoxError> {
         let (text, path) = self.load(|p| cx.resolve_path(p))?;
-        let program = program::compile(&text, Expect::Any).map_err(|e| match &path {
+        let remap = Remap::new(self, &text, cx.id.clone(), cx.metrics.clone()).map_err(|e| match &path {
             Some(p) => file_error(p, &text, e),
             None => e.message,
         })?;
-        Ok(Box::new(Remap::new(self, program, cx.id.clone(), cx.metrics.clone())))
+        if let Plan::WholeEvent { reason } = &remap.plan {
+            tracing::info!(component = %cx.id, "remap converts whole records: {reason}");
+        }
+        Ok(Box::new(remap))
     }
 }
 
-/// The runtime remap: every event becomes an `Event::Document` holding the program's
-/// version of it.
+/// The runtime remap. A program whose changes are bounded ([`Plan::Patch`]) runs on the
+/// fields it reads and changes, and a typed record comes out as the record plus a patch
+/// ([`Event::Patched`]); otherwise the whole event is converted and comes out as an
+/// [`Event::Document`].
 pub struct Remap {
     runner: Runner,
+    plan: Plan,
     drop_on_error: bool,
     drop_on_abort: bool,
     /// True when a failing or aborting run must pass the original event on, so a
@@ -139,31 +147,119 @@ pub enum Outcome {
     FailedKept(String, Event),
 }
 
+/// A typed input of the patch path.
+enum Typed {
+    Record(Box<Record>),
+    Patched(Box<PatchedRecord>),
+}
+
+impl Typed {
+    fn into_event(self) -> Event {
+        match self {
+            Typed::Record(r) => Event::Record(r),
+            Typed::Patched(p) => Event::Patched(p),
+        }
+    }
+}
+
 impl Remap {
+    /// Compile `source` (the program text) for `config`.
     pub fn new(
         config: &RemapConfig,
-        program: vrl::compiler::Program,
+        source: &str,
         id: std::sync::Arc<str>,
         metrics: ComponentMetrics,
-    ) -> Self {
+    ) -> Result<Self, CompileError> {
+        let program = program::compile(source, Expect::Any)?;
+        let plan = Plan::of(source, &program);
         let info = program.info();
         let keep_original = (info.fallible && !config.drop_on_error) || (info.abortable && !config.drop_on_abort);
-        Remap {
+        Ok(Remap {
             runner: Runner::new(program),
+            plan,
             drop_on_error: config.drop_on_error,
             drop_on_abort: config.drop_on_abort,
             keep_original,
             metrics,
             errors: ErrorLog::new(id),
-        }
+        })
+    }
+
+    /// Always convert the whole event and emit documents, as programs that cannot be
+    /// bounded do (for tests and benchmarks that compare the two paths).
+    pub fn whole_event(mut self) -> Self {
+        self.plan = Plan::WholeEvent {
+            reason: "asked for".into(),
+        };
+        self
+    }
+
+    /// How this remap runs its program.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// Run the program on one event.
     pub fn process(&mut self, event: Event) -> Outcome {
+        match (event, &self.plan) {
+            (Event::Record(r), Plan::Patch(_)) => self.process_typed(Typed::Record(r)),
+            (Event::Patched(p), Plan::Patch(_)) => self.process_typed(Typed::Patched(p)),
+            (event, _) => self.process_whole(event),
+        }
+    }
+
+    /// The patch path: convert the selection, run, read the touched paths back. The
+    /// input is only borrowed, so on error or abort it goes on as it came.
+    fn process_typed(&mut self, input: Typed) -> Outcome {
+        let Plan::Patch(plan) = &self.plan else {
+            return self.process_whole(input.into_event());
+        };
+        let converted = match &input {
+            Typed::Record(r) => convert::to_vrl(&**r, &plan.selection),
+            Typed::Patched(p) => patching::patched_to_vrl(p, &plan.selection),
+        };
+        let value = match converted {
+            Ok(v) => v,
+            Err(e) => return self.failed(e.to_string(), Some(input.into_event())),
+        };
+        match self.runner.run(value) {
+            (Ok(_), Value::Object(root)) => {
+                let event = match input {
+                    Typed::Record(r) => {
+                        let mut patch = Patch::default();
+                        patching::record_changes(&root, plan.changed_paths(), &mut patch);
+                        if patch.is_empty() {
+                            Event::Record(r)
+                        } else {
+                            Event::Patched(Box::new(PatchedRecord { record: *r, patch }))
+                        }
+                    }
+                    Typed::Patched(mut p) => {
+                        patching::record_changes(&root, plan.changed_paths(), &mut p.patch);
+                        Event::Patched(p)
+                    }
+                };
+                Outcome::Events(vec![event])
+            }
+            // Not reachable for a program that does not assign `.`; kept safe anyway.
+            (Ok(_), other) => self.failed(
+                format!("the event became {}, but an event must be an object", other.kind()),
+                Some(input.into_event()),
+            ),
+            (Err(e), _) => self.terminated(e, Some(input.into_event())),
+        }
+    }
+
+    /// The whole-event path: every field converted, the result emitted as a document.
+    fn process_whole(&mut self, event: Event) -> Outcome {
         let (value, original) = match event {
             Event::Record(r) => match convert::to_vrl(&*r, &Selection::All) {
                 Ok(v) => (v, Some(Event::Record(r))),
                 Err(e) => return self.failed(e.to_string(), Some(Event::Record(r))),
+            },
+            Event::Patched(p) => match patching::patched_to_vrl(&p, &Selection::All) {
+                Ok(v) => (v, Some(Event::Patched(p))),
+                Err(e) => return self.failed(e.to_string(), Some(Event::Patched(p))),
             },
             Event::Document(d) if self.keep_original => (
                 Value::Object(convert::map_ref_to_vrl(&d, &Selection::All)),
@@ -174,12 +270,19 @@ impl Remap {
         };
         match self.runner.run(value) {
             (Ok(_), root) => self.emit(root, original),
-            (Err(Terminate::Abort(_)), _) if self.drop_on_abort => Outcome::Aborted,
-            (Err(Terminate::Abort(_)), _) => match original {
+            (Err(e), _) => self.terminated(e, original),
+        }
+    }
+
+    /// An aborted or failed run.
+    fn terminated(&self, e: Terminate, original: Option<Event>) -> Outcome {
+        match e {
+            Terminate::Abort(_) if self.drop_on_abort => Outcome::Aborted,
+            Terminate::Abort(_) => match original {
                 Some(o) => Outcome::Original(o),
                 None => Outcome::Aborted,
             },
-            (Err(e), _) => self.failed(e.to_string(), original),
+            e => self.failed(e.to_string(), original),
         }
     }
 

@@ -201,9 +201,9 @@ fn remap(source: &str, drop_on_error: bool, drop_on_abort: bool) -> (Remap, Comp
         drop_on_error,
         drop_on_abort,
     };
-    let program = perisco_vrl::compile(source, perisco_vrl::Expect::Any).unwrap_or_else(|e| panic!("{source}: {e}"));
     let m = ComponentMetrics::default();
-    (Remap::new(&cfg, program, "test".into(), m.clone()), m)
+    let r = Remap::new(&cfg, source, "test".into(), m.clone()).unwrap_or_else(|e| panic!("{source}: {e}"));
+    (r, m)
 }
 
 fn run_remap(r: &mut Remap, events: Vec<Event>) -> Vec<Event> {
@@ -290,7 +290,7 @@ fn remap_adds_changes_and_deletes_fields() {
         let out = run_remap(&mut r, record_events());
         assert_eq!(out.len(), records().len(), "`{source}`: one event out per event in");
         for (i, (e, rec)) in out.iter().zip(records()).enumerate() {
-            assert!(matches!(e, Event::Document(_)), "remap emits documents");
+            assert!(matches!(e, Event::Patched(_)), "remap emits patched records");
             let mut want = serde_json::to_value(&rec).unwrap();
             expect(i, &mut want);
             assert_eq!(json_of(e), want, "`{source}` on record {i}");
