@@ -243,3 +243,43 @@ pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
 }
 
 pub const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The records the real pcap source and parse/match transforms make from every committed
+/// capture (fixtures/*.pcapng), in capture order.
+pub fn fixture_records() -> Vec<Record> {
+    let fixtures = perisco_testutil::workspace_root().join("fixtures");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&fixtures)
+        .expect("fixtures/")
+        .map(|e| e.expect("fixture entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcapng"))
+        .collect();
+    names.sort();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut out = Vec::new();
+    for capture in names {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "[sources.cap]\ntype = \"pcap\"\npath = \"{}\"\n\n[transforms.l7]\ntype = \"parse\"\ninputs = [\"cap\"]\n\n\
+             [transforms.pairs]\ntype = \"match\"\ninputs = [\"l7\"]\n\n[sinks.out]\ntype = \"jsonl\"\ninputs = [\"pairs\"]\npath = \"out.jsonl\"\n",
+            capture.display()
+        );
+        let path = dir.path().join("pipeline.toml");
+        std::fs::write(&path, text).expect("write pipeline");
+        let cfg = perisco_engine::config::Config::<VrlComponents>::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async {
+            let topo = perisco_engine::RunningTopology::start(cfg, perisco_engine::metrics::Registry::new())
+                .await
+                .expect("starts");
+            topo.wait_sources_finished().await;
+            assert!(topo.stop(STOP_DEADLINE).await.drained);
+        });
+        for line in read_jsonl(&dir.path().join("out.jsonl")) {
+            out.push(serde_json::from_value(line).expect("a record"));
+        }
+    }
+    out
+}
