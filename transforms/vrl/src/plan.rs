@@ -370,3 +370,77 @@ impl Walker {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::{Expect, compile};
+
+    fn plan(source: &str) -> Plan {
+        let program = compile(source, Expect::Any).unwrap_or_else(|e| panic!("{source}: {e}"));
+        Plan::of(source, &program)
+    }
+
+    fn patch_plan(source: &str) -> PatchPlan {
+        match plan(source) {
+            Plan::Patch(p) => p,
+            other => panic!("`{source}`: {other:?}"),
+        }
+    }
+
+    fn paths(p: &[Vec<String>]) -> Vec<String> {
+        p.iter().map(|p| p.join(".")).collect()
+    }
+
+    #[test]
+    fn vrl_lists_a_del_argument_as_a_read_not_a_write() {
+        // What the plan relies on: the AST walk is the only place deletes are found.
+        let program = compile("del(.a.b)", Expect::Any).unwrap();
+        let info = program.info();
+        assert!(info.target_assignments.is_empty());
+        assert_eq!(info.target_queries.len(), 1);
+        assert_eq!(info.target_queries[0].to_string(), ".a.b");
+    }
+
+    #[test]
+    fn touched_paths_stop_at_indexes_and_keep_the_outermost() {
+        let p = patch_plan(".a.b[0].c = 1\n.a.b[1] = 2\n.x.y = 1\n.x = 2\ndel(.m.n, compact: true)");
+        assert_eq!(paths(&p.touched), ["a.b", "x", "m"]);
+        assert!(p.deleted.is_empty());
+    }
+
+    #[test]
+    fn only_plain_unconditional_deletes_skip_conversion() {
+        assert_eq!(paths(&patch_plan("del(.a.b)\n.c = 1").deleted), ["a.b"]);
+        for source in [
+            "if .c == 1 { del(.a.b) }",
+            ".x = del(.a.b)",
+            "del(.a.b)\n.y = .a.b.z",
+            "del(.a.b)\n.a.b.z = 1",
+            "del(.a.b[0])",
+            "if .c == 1 { return true }\ndel(.a.b)",
+        ] {
+            let p = patch_plan(source);
+            assert!(p.deleted.is_empty(), "`{source}`: {p:?}");
+            assert!(p.touched.iter().any(|t| t.join(".") == "a.b"), "`{source}`: {p:?}");
+        }
+    }
+
+    #[test]
+    fn the_root_means_the_whole_event() {
+        for source in [". = {}", "del(.)", ".x = length(.)", r#".x = get!(., ["a"])"#, ". |= {\"a\": 1}"] {
+            assert!(matches!(plan(source), Plan::WholeEvent { .. }), "`{source}`");
+        }
+    }
+
+    #[test]
+    fn selection_holds_reads_touched_paths_and_parents_of_deleted_ones() {
+        let p = patch_plan(".r = .l7.grpc.service\n.l7.request.http.method = \"x\"\ndel(.l7.request.http.headers)");
+        let mut want = Selection::none();
+        want.add_fields(&["r".into()]);
+        want.add_fields(&["l7".into(), "grpc".into(), "service".into()]);
+        want.add_fields(&["l7".into(), "request".into(), "http".into(), "method".into()]);
+        want.add_parents(&["l7".into(), "request".into(), "http".into(), "headers".into()]);
+        assert_eq!(p.selection, want);
+    }
+}

@@ -135,7 +135,9 @@ pub struct Remap {
 /// What one run produced.
 #[derive(Debug)]
 pub enum Outcome {
-    /// The program's version of the event (several when it set `.` to an array).
+    /// The program's version of the event.
+    Event(Event),
+    /// Several events (the program set `.` to an array of objects).
     Events(Vec<Event>),
     /// The original event, unchanged (error or abort, with drop_on_* = false).
     Original(Event),
@@ -239,7 +241,7 @@ impl Remap {
                         Event::Patched(p)
                     }
                 };
-                Outcome::Events(vec![event])
+                Outcome::Event(event)
             }
             // Not reachable for a program that does not assign `.`; kept safe anyway.
             (Ok(_), other) => self.failed(
@@ -296,7 +298,7 @@ impl Remap {
     /// The event as the program left it: an object, or an array of objects (one event each).
     fn emit(&self, root: Value, original: Option<Event>) -> Outcome {
         match root {
-            Value::Object(m) => Outcome::Events(vec![Event::Document(Box::new(convert::object_to_json(m)))]),
+            Value::Object(m) => Outcome::Event(Event::Document(Box::new(convert::object_to_json(m)))),
             Value::Array(items) if items.iter().all(|v| matches!(v, Value::Object(_))) => Outcome::Events(
                 items
                     .into_iter()
@@ -320,6 +322,7 @@ impl Remap {
 impl FunctionTransform for Remap {
     fn transform(&mut self, event: Event, out: &mut Vec<Event>) {
         match self.process(event) {
+            Outcome::Event(e) => out.push(e),
             Outcome::Events(events) => out.extend(events),
             Outcome::Original(e) => out.push(e),
             Outcome::Aborted => self.metrics.discarded.inc(),
