@@ -71,7 +71,10 @@ impl Selection {
         if let [name, rest @ ..] = path
             && !rest.is_empty()
         {
-            fields.entry(name.clone()).or_insert_with(Selection::none).add_parents(rest);
+            fields
+                .entry(name.clone())
+                .or_insert_with(Selection::none)
+                .add_parents(rest);
         }
     }
 
@@ -204,7 +207,11 @@ pub fn vrl_ref_to_json(v: &Value) -> serde_json::Value {
         Value::Regex(r) => J::String(r.as_str().to_owned()),
         Value::Timestamp(t) => J::String(vrl::value::value::timestamp_to_string(t)),
         Value::Array(a) => J::Array(a.iter().map(vrl_ref_to_json).collect()),
-        Value::Object(m) => J::Object(m.iter().map(|(k, v)| (k.as_str().to_owned(), vrl_ref_to_json(v))).collect()),
+        Value::Object(m) => J::Object(
+            m.iter()
+                .map(|(k, v)| (k.as_str().to_owned(), vrl_ref_to_json(v)))
+                .collect(),
+        ),
     }
 }
 

@@ -17,6 +17,6 @@ mod program;
 mod remap;
 
 pub use filter::{Filter, FilterConfig};
-pub use program::{CompileError, Expect, compile};
 pub use plan::{PatchPlan, Plan};
+pub use program::{CompileError, Expect, compile};
 pub use remap::{Outcome, Remap, RemapConfig};

@@ -174,17 +174,12 @@ fn only_deleted(p: &[String], found: &Found, queries: &[OwnedTargetPath], assign
         .iter()
         .filter(|d| starts_with(&d.path, p) || p.starts_with(&d.path_fields()))
         .collect::<Vec<_>>();
-    let all_plain_statements = !dels_below.is_empty()
-        && dels_below
-            .iter()
-            .all(|d| d.statement && !d.compact && is_p(&d.path));
+    let all_plain_statements =
+        !dels_below.is_empty() && dels_below.iter().all(|d| d.statement && !d.compact && is_p(&d.path));
     let assigned = event_paths(assignments).any(|a| starts_with(a, p) || p.starts_with(&path_fields(a)));
     let reads_below = event_paths(queries).filter(|q| starts_with(q, p)).count();
     let parsed_reads_below = found.event_queries.iter().filter(|q| starts_with(q, p)).count();
-    all_plain_statements
-        && !assigned
-        && reads_below == dels_below.len()
-        && parsed_reads_below == dels_below.len()
+    all_plain_statements && !assigned && reads_below == dels_below.len() && parsed_reads_below == dels_below.len()
 }
 
 fn path_fields(path: &OwnedValuePath) -> Vec<String> {
@@ -225,7 +220,9 @@ struct Walker {
 
 impl Walker {
     fn walk(program: ast::Program) -> Result<Found, String> {
-        let mut w = Walker { found: Found::default() };
+        let mut w = Walker {
+            found: Found::default(),
+        };
         for root in program.0 {
             match root.into_inner() {
                 ast::RootExpr::Expr(e) => {
@@ -348,7 +345,13 @@ impl Walker {
 
     /// Record `del(target, compact)` when its target is an event path.
     fn del(&mut self, arguments: &[ast::Node<ast::FunctionArgument>], statement: bool) {
-        let named = |name: &str| arguments.iter().find(|a| a.ident.as_ref().is_some_and(|i| AsRef::<str>::as_ref(i.inner()) == name));
+        let named = |name: &str| {
+            arguments.iter().find(|a| {
+                a.ident
+                    .as_ref()
+                    .is_some_and(|i| AsRef::<str>::as_ref(i.inner()) == name)
+            })
+        };
         let positional = |n: usize| arguments.iter().filter(|a| a.ident.is_none()).nth(n);
         let target = named("target").or_else(|| positional(0));
         let compact = named("compact").or_else(|| positional(1));
@@ -428,7 +431,13 @@ mod tests {
 
     #[test]
     fn the_root_means_the_whole_event() {
-        for source in [". = {}", "del(.)", ".x = length(.)", r#".x = get!(., ["a"])"#, ". |= {\"a\": 1}"] {
+        for source in [
+            ". = {}",
+            "del(.)",
+            ".x = length(.)",
+            r#".x = get!(., ["a"])"#,
+            ". |= {\"a\": 1}",
+        ] {
             assert!(matches!(plan(source), Plan::WholeEvent { .. }), "`{source}`");
         }
     }

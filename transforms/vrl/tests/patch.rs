@@ -51,22 +51,46 @@ const PROGRAMS: &[(&str, Path)] = &[
         "del(.l7.request.http.headers)",
         Path::PatchDeleting(&["l7", "request", "http", "headers"]),
     ),
-    ("del(.l7.request.http.method)", Path::PatchDeleting(&["l7", "request", "http", "method"])),
+    (
+        "del(.l7.request.http.method)",
+        Path::PatchDeleting(&["l7", "request", "http", "method"]),
+    ),
     // Under objects that some records lack: no empty object may appear.
-    ("del(.server.namespace)\ndel(.client.labels)", Path::PatchDeleting(&["server", "namespace"])),
-    ("del(.nothing.here.at.all)", Path::PatchDeleting(&["nothing", "here", "at", "all"])),
+    (
+        "del(.server.namespace)\ndel(.client.labels)",
+        Path::PatchDeleting(&["server", "namespace"]),
+    ),
+    (
+        "del(.nothing.here.at.all)",
+        Path::PatchDeleting(&["nothing", "here", "at", "all"]),
+    ),
     // A field below an array: nothing to delete, the array stays as it was.
-    ("del(.l7.response.http.headers.key)", Path::PatchDeleting(&["l7", "response", "http", "headers", "key"])),
-    ("del(.l4.TCP.serverPort)", Path::PatchDeleting(&["l4", "TCP", "serverPort"])),
+    (
+        "del(.l7.response.http.headers.key)",
+        Path::PatchDeleting(&["l7", "response", "http", "headers", "key"]),
+    ),
+    (
+        "del(.l4.TCP.serverPort)",
+        Path::PatchDeleting(&["l4", "TCP", "serverPort"]),
+    ),
     ("del(.l7.request.http.headers[0])", Path::Patch),
-    ("del(.l7.request.http.url, compact: true)\ndel(.server.namespace, compact: true)", Path::Patch),
-    (r#"if .l7.response.http.code == 200 { del(.l7.request.http.headers) }"#, Path::Patch),
+    (
+        "del(.l7.request.http.url, compact: true)\ndel(.server.namespace, compact: true)",
+        Path::Patch,
+    ),
+    (
+        r#"if .l7.response.http.code == 200 { del(.l7.request.http.headers) }"#,
+        Path::Patch,
+    ),
     ("del(.l7.request)\n.l7.request.x = 1", Path::Patch),
     (".a.b = 1\ndel(.a.b)", Path::Patch),
     (".dst = del(.serverService.name)\n.src = .client.podName", Path::Patch),
     // Array index assignment: the other elements stay.
     (r#".l7.request.http.headers[0].value = "x""#, Path::Patch),
-    (r#".l7.response.http.headers[1] = {"key": "k", "value": "v"}"#, Path::Patch),
+    (
+        r#".l7.response.http.headers[1] = {"key": "k", "value": "v"}"#,
+        Path::Patch,
+    ),
     (".fresh[2] = 1", Path::Patch),
     // Read, then write the same field.
     (
@@ -75,7 +99,10 @@ const PROGRAMS: &[(&str, Path)] = &[
     ),
     // Replace an object with a scalar, and merge into an object.
     (r#".l7.request = "gone""#, Path::Patch),
-    (".l7 = object(.l7) ?? {}\n.l7 |= {\"extra\": 1, \"latencyNs\": \"0\"}", Path::Patch),
+    (
+        ".l7 = object(.l7) ?? {}\n.l7 |= {\"extra\": 1, \"latencyNs\": \"0\"}",
+        Path::Patch,
+    ),
     // Assignments inside closures, and both targets of an infallible assignment.
     (
         r#"for_each(array(.l7.request.http.headers) ?? []) -> |_i, h| { .last_header = h.key }"#,
@@ -83,9 +110,12 @@ const PROGRAMS: &[(&str, Path)] = &[
     ),
     (".n, .why = to_int(.comm)", Path::Patch),
     // Quoted field names and metadata (not the event).
-    (r#"."weird.key" = 1
+    (
+        r#"."weird.key" = 1
         %m = .pid
-        .from_meta = %m"#, Path::Patch),
+        .from_meta = %m"#,
+        Path::Patch,
+    ),
     // The 5-line program of the benchmark.
     (
         r#".cluster = "prod"
@@ -147,7 +177,9 @@ fn check_plan(source: &str, path: Path) {
     match (r.plan(), path) {
         (Plan::Patch(p), Path::Patch) => assert!(p.deleted.is_empty(), "`{source}`: {p:?}"),
         (Plan::Patch(p), Path::PatchDeleting(d)) => assert!(
-            p.deleted.iter().any(|x| x.iter().map(String::as_str).eq(d.iter().copied())),
+            p.deleted
+                .iter()
+                .any(|x| x.iter().map(String::as_str).eq(d.iter().copied())),
             "`{source}`: {p:?}"
         ),
         (Plan::WholeEvent { .. }, Path::Whole) => {}
@@ -252,7 +284,10 @@ fn remap_then_filter_on_a_changed_field() {
         )
         .unwrap();
         let kept = run(&mut f, run(&mut r, inputs()));
-        let urls: Vec<J> = kept.iter().map(|e| json_of(e)["l7"]["request"]["http"]["url"].clone()).collect();
+        let urls: Vec<J> = kept
+            .iter()
+            .map(|e| json_of(e)["l7"]["request"]["http"]["url"].clone())
+            .collect();
         assert_eq!(urls, want, "whole event: {whole}");
         outs.push(kept.iter().map(json_of).collect::<Vec<_>>());
     }
@@ -269,7 +304,12 @@ fn abort_and_error_pass_the_original_on_unchanged() {
         .filter(|r| r.l7.response.as_ref().is_some_and(|x| x.http.code == 200))
         .count();
     assert!(ok > 0 && ok < n);
-    for (source, drop_on_error, drop_on_abort) in [(abort, false, false), (abort, false, true), (fail, false, true), (fail, true, true)] {
+    for (source, drop_on_error, drop_on_abort) in [
+        (abort, false, false),
+        (abort, false, true),
+        (fail, false, true),
+        (fail, true, true),
+    ] {
         equivalent(source, drop_on_error, drop_on_abort, &inputs());
         let (mut r, m) = remap(source, drop_on_error, drop_on_abort);
         let out = run(&mut r, inputs());
@@ -280,9 +320,17 @@ fn abort_and_error_pass_the_original_on_unchanged() {
         }
         let stopped = if source == abort { ok as u64 } else { m.errors.get() };
         assert!(stopped > 0, "`{source}` stops some records");
-        let kept = if source == abort { !drop_on_abort } else { !drop_on_error };
+        let kept = if source == abort {
+            !drop_on_abort
+        } else {
+            !drop_on_error
+        };
         assert_eq!(originals.len() as u64, if kept { stopped } else { 0 }, "`{source}`");
-        assert_eq!(out.len() as u64, n as u64 - if kept { 0 } else { stopped }, "`{source}`");
+        assert_eq!(
+            out.len() as u64,
+            n as u64 - if kept { 0 } else { stopped },
+            "`{source}`"
+        );
         assert!(out.iter().all(|e| matches!(e, Event::Record(_) | Event::Patched(_))));
     }
 }
