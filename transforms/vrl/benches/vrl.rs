@@ -30,6 +30,9 @@ del(.l7.request.http.headers)
 .l7.request.http.method = downcase(string!(.l7.request.http.method))
 "#;
 
+/// The smallest useful remap: one constant field (the floor of a remap stage).
+const REMAP_1_LINE: &str = r#".cluster = "prod""#;
+
 fn batch() -> Vec<Event> {
     let records: Vec<Record> = RECORDS.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     records
@@ -55,13 +58,17 @@ fn filter(prune: bool) -> Filter {
 /// The remap as built (record + patch out), or forced down the whole-event path
 /// (document out, what every remap did before patches).
 fn remap(whole_event: bool) -> Remap {
+    remap_of(REMAP_5_LINES, whole_event)
+}
+
+fn remap_of(source: &str, whole_event: bool) -> Remap {
     let cfg = RemapConfig {
-        source: Some(REMAP_5_LINES.into()),
+        source: Some(source.into()),
         file: None,
         drop_on_error: false,
         drop_on_abort: true,
     };
-    let r = Remap::new(&cfg, REMAP_5_LINES, "bench".into(), ComponentMetrics::default()).unwrap();
+    let r = Remap::new(&cfg, source, "bench".into(), ComponentMetrics::default()).unwrap();
     if whole_event { r.whole_event() } else { r }
 }
 
@@ -97,6 +104,10 @@ fn benches(c: &mut Criterion) {
     });
     let mut r = remap(true);
     g.bench_function("remap_5_lines_whole_event", |b| {
+        b.iter_batched(batch, |i| run(&mut r, i), BatchSize::LargeInput)
+    });
+    let mut r = remap_of(REMAP_1_LINE, false);
+    g.bench_function("remap_1_line", |b| {
         b.iter_batched(batch, |i| run(&mut r, i), BatchSize::LargeInput)
     });
     let records: Vec<Record> = RECORDS.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
