@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::patch::{Change, Patch, PatchedRecord};
 pub use crate::record::{
     Endpoint, GrpcInfo, Header, HttpRequest, HttpResponse, Incomplete, IpInfo, L4, L7, Record, ServiceRef, TcpPorts,
-    Workload,
+    Text, Workload,
 };
 
 /// What a component consumes or produces; checked when the topology is validated.

@@ -38,8 +38,8 @@ pub fn record_from_document(doc: &Map<String, Value>) -> Option<Record> {
     let ip = |p: &str| v(p).and_then(Value::as_str).and_then(|s| s.parse::<IpAddr>().ok());
     let request = v("l7.request.http").map(|h| HttpRequest {
         protocol: str_at(h, "protocol").unwrap_or_default().into(),
-        method: str_at(h, "method").unwrap_or_default(),
-        url: str_at(h, "url").unwrap_or_default(),
+        method: str_at(h, "method").unwrap_or_default().into(),
+        url: str_at(h, "url").unwrap_or_default().into(),
         headers: headers(h.get("headers")),
         ..Default::default()
     });
@@ -78,8 +78,8 @@ pub fn record_from_document(doc: &Map<String, Value>) -> Option<Record> {
             request: request.map(|http| L7Request { http }),
             response: response.map(|http| L7Response { http }),
             grpc: v("l7.grpc").map(|g| GrpcInfo {
-                service: str_at(g, "service").unwrap_or_default(),
-                method: str_at(g, "method").unwrap_or_default(),
+                service: str_at(g, "service").unwrap_or_default().into(),
+                method: str_at(g, "method").unwrap_or_default().into(),
                 status: g.get("status").and_then(as_u64).and_then(|n| u32::try_from(n).ok()),
                 message: str_at(g, "message"),
                 ..Default::default()

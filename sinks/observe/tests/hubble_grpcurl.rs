@@ -180,7 +180,7 @@ fn assert_flow_is(f: &Value, r: &Record) {
         .headers
         .iter()
         .chain(resp.iter().flat_map(|s| &s.headers))
-        .map(|h| (h.key.clone(), h.value.clone()))
+        .map(|h| (h.key.to_string(), h.value.to_string()))
         .collect();
     assert_eq!(headers, want);
     for reason in &r.incomplete {

@@ -56,7 +56,7 @@ pub fn records(n: usize, start: u32) -> Vec<Event> {
                             } else {
                                 "GET".into()
                             },
-                            url: format!("/books.json?order=lower%28title%29&page={seq}"),
+                            url: format!("/books.json?order=lower%28title%29&page={seq}").into(),
                             headers: vec![
                                 Header::new("Accept", "application/json"),
                                 Header::new("Authorization", "[REDACTED]"),

@@ -7,6 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use perisco_engine::event::{ConnInfo, L7Message};
+use perisco_engine::record::{Text, text_heap_bytes};
 
 use crate::conn::{Http2Options, Http2Stats, Side};
 use crate::frame::{self, FrameHeader};
@@ -52,7 +53,7 @@ pub struct Stream {
     pub req_done: bool,
     pub resp_done: bool,
     /// gRPC (service, method) when the request said so.
-    pub call: Option<Box<(String, String)>>,
+    pub call: Option<Box<(Text, Text)>>,
 }
 
 pub struct Core {
@@ -518,9 +519,9 @@ impl Core {
             .map(|s| {
                 s.req.as_ref().map_or(0, |m| size_of::<Msg>() + m.memory())
                     + s.resp.as_ref().map_or(0, |m| size_of::<Msg>() + m.memory())
-                    + s.call
-                        .as_ref()
-                        .map_or(0, |c| size_of::<(String, String)>() + c.0.capacity() + c.1.capacity())
+                    + s.call.as_ref().map_or(0, |c| {
+                        size_of::<(Text, Text)>() + text_heap_bytes(&c.0) + text_heap_bytes(&c.1)
+                    })
             })
             .sum();
         // The stream table's slots (key, value, control byte), used or not.

@@ -56,13 +56,15 @@ impl Framing {
     }
 }
 
+use perisco_engine::record::Text;
+
 /// `/pkg.Service/Method` → ("pkg.Service", "Method"). Anything else: the path (without the
 /// leading slash) as service and an empty method.
-pub fn split_path(path: &str) -> (String, String) {
+pub fn split_path(path: &str) -> (Text, Text) {
     let p = path.strip_prefix('/').unwrap_or(path);
     match p.split_once('/') {
-        Some((svc, method)) if !svc.is_empty() && !method.contains('/') => (svc.to_string(), method.to_string()),
-        _ => (p.to_string(), String::new()),
+        Some((svc, method)) if !svc.is_empty() && !method.contains('/') => (Text::from(svc), Text::from(method)),
+        _ => (Text::from(p), Text::default()),
     }
 }
 

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use perisco_engine::event::{ConnInfo, GrpcInfo, Header, HttpRequest, HttpResponse, Incomplete, L7Body, L7Message};
 
+use perisco_engine::record::{Text, text_heap_bytes};
+
 use crate::grpc::{self, Framing};
 use crate::hpack::{ENTRY_OVERHEAD, Field};
 
@@ -30,8 +32,8 @@ pub const PROTOCOL: &str = "HTTP/2";
 /// The fields of one decoded header block.
 #[derive(Debug, Default)]
 pub struct Block {
-    pub method: Option<String>,
-    pub path: Option<String>,
+    pub method: Option<Text>,
+    pub path: Option<Text>,
     pub status: Option<u16>,
     pub headers: Vec<Header>,
     /// RFC 9113 header list size so far (name + value + 32 per field).
@@ -46,10 +48,10 @@ pub struct Block {
     pub hpack_error: bool,
 }
 
-fn text(b: &[u8]) -> String {
+fn text(b: &[u8]) -> Text {
     match std::str::from_utf8(b) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(b).into_owned(),
+        Ok(s) => Text::from(s),
+        Err(_) => Text::from(String::from_utf8_lossy(b)),
     }
 }
 
@@ -76,7 +78,7 @@ impl Block {
             b":path" => self.path = Some(text(f.value)),
             b":status" => self.status = std::str::from_utf8(f.value).ok().and_then(|s| s.parse().ok()),
             b":authority" => self.headers.push(Header {
-                key: ":authority".to_owned(),
+                key: Text::const_new(":authority"),
                 value: text(f.value),
             }),
             n if n.first() == Some(&b':') => {}
@@ -97,7 +99,10 @@ impl Block {
 
     /// Approximate heap bytes.
     pub fn memory(&self) -> usize {
-        self.headers.iter().map(|h| h.key.capacity() + h.value.capacity()).sum()
+        self.headers
+            .iter()
+            .map(|h| text_heap_bytes(&h.key) + text_heap_bytes(&h.value))
+            .sum()
     }
 }
 
@@ -119,8 +124,8 @@ pub struct GrpcPart {
 pub struct Msg {
     pub kind: Kind,
     pub ts_ns: u64,
-    pub method: String,
-    pub path: String,
+    pub method: Text,
+    pub path: Text,
     pub code: u16,
     pub headers: Vec<Header>,
     pub body_bytes: u64,
@@ -137,8 +142,8 @@ impl Msg {
         let mut m = Msg {
             kind,
             ts_ns,
-            method: String::new(),
-            path: String::new(),
+            method: Text::default(),
+            path: Text::default(),
             code: 0,
             headers: Vec::new(),
             body_bytes: 0,
@@ -236,12 +241,12 @@ impl Msg {
         self.memory
             + self.headers.capacity() * std::mem::size_of::<Header>()
             + self.body.capacity()
-            + self.method.capacity()
-            + self.path.capacity()
+            + text_heap_bytes(&self.method)
+            + text_heap_bytes(&self.path)
     }
 
     /// The message to emit. `call` is the gRPC (service, method) of the stream, when known.
-    pub fn into_message(mut self, conn: &Arc<ConnInfo>, stream_id: u32, call: Option<&(String, String)>) -> L7Message {
+    pub fn into_message(mut self, conn: &Arc<ConnInfo>, stream_id: u32, call: Option<&(Text, Text)>) -> L7Message {
         // Blocks start with room for a typical header count; the message keeps only what
         // it uses (it may wait in `match` for a long time). Shrinking in place is cheap.
         self.headers.shrink_to_fit();

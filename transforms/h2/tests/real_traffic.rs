@@ -192,14 +192,14 @@ fn ours(parsed: &Parsed) -> Vec<Seen> {
             let mut headers: Vec<(String, String)> = Vec::new();
             let from_server = match &m.body {
                 L7Body::Request(r) => {
-                    headers.push((":method".into(), r.method.clone()));
-                    headers.push((":path".into(), r.url.clone()));
-                    headers.extend(r.headers.iter().map(|h| (h.key.clone(), h.value.clone())));
+                    headers.push((":method".into(), r.method.to_string()));
+                    headers.push((":path".into(), r.url.to_string()));
+                    headers.extend(r.headers.iter().map(|h| (h.key.to_string(), h.value.to_string())));
                     false
                 }
                 L7Body::Response(r) => {
                     headers.push((":status".into(), r.code.to_string()));
-                    headers.extend(r.headers.iter().map(|h| (h.key.clone(), h.value.clone())));
+                    headers.extend(r.headers.iter().map(|h| (h.key.to_string(), h.value.to_string())));
                     true
                 }
                 L7Body::Closed => panic!("Closed is not ours to emit"),
@@ -318,8 +318,11 @@ fn exchanges(parsed: &Parsed, exp: &[Value]) -> (Vec<String>, Vec<String>) {
     for (tcp, m) in &parsed.messages {
         if let L7Body::Request(r) = &m.body {
             assert!(
-                reqs.insert((*tcp, m.stream_id.unwrap()), (r.method.clone(), r.url.clone(), m.ts_ns))
-                    .is_none(),
+                reqs.insert(
+                    (*tcp, m.stream_id.unwrap()),
+                    (r.method.to_string(), r.url.to_string(), m.ts_ns)
+                )
+                .is_none(),
                 "request twice"
             );
         }

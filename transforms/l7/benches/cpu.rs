@@ -7,6 +7,10 @@ use perisco_l7::{MatchConfig, Matcher, ParseConfig, Parser};
 
 mod common;
 
+// The allocator the perisco binary ships with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// ns this thread has run on a CPU (/proc/thread-self/schedstat, first field).
 fn cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")

@@ -1,6 +1,6 @@
 //! Header redaction: sensitive values are replaced before any other component sees them.
 
-use perisco_engine::event::Header;
+use perisco_engine::event::{Header, Text};
 
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -42,7 +42,7 @@ impl Redactor {
                     .iter()
                     .any(|name| name.len() == key.len() && key.eq_ignore_ascii_case(name))
             {
-                REDACTED.clone_into(&mut h.value);
+                h.value = Text::const_new(REDACTED);
                 n += 1;
             }
         }

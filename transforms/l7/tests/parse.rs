@@ -140,7 +140,7 @@ fn sensitive_headers_are_redacted_by_default() {
             L7Body::Response(r) => r.headers.clone(),
             L7Body::Closed => vec![],
         })
-        .map(|h| (h.key, h.value))
+        .map(|h| (h.key.to_string(), h.value.to_string()))
         .collect();
     assert!(all.contains(&("Authorization".into(), "[REDACTED]".into())), "{all:?}");
     assert!(all.contains(&("Set-Cookie".into(), "[REDACTED]".into())), "{all:?}");

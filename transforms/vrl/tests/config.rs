@@ -251,7 +251,7 @@ path = "out.jsonl"
     assert_eq!(lines.len(), expected.len());
     for (line, rec) in lines.iter().zip(&expected) {
         let mut want = serde_json::to_value(rec).unwrap();
-        let url = rec.l7.request.as_ref().unwrap().http.url.clone();
+        let url = rec.l7.request.as_ref().unwrap().http.url.to_string();
         want.as_object_mut().unwrap().insert("cluster".into(), "prod".into());
         want.as_object_mut().unwrap().insert("route".into(), url.into());
         assert_eq!(*line, want);

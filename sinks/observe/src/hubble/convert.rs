@@ -40,8 +40,8 @@ pub fn flow_from_record(r: &Record, node_name: &str, uuid: String) -> flow::Flow
         .chain(response.iter().flat_map(|s| &s.headers))
     {
         headers.push(flow::HttpHeader {
-            key: h.key.clone(),
-            value: h.value.clone(),
+            key: h.key.to_string(),
+            value: h.value.to_string(),
         });
     }
     let protocol = request
@@ -50,8 +50,8 @@ pub fn flow_from_record(r: &Record, node_name: &str, uuid: String) -> flow::Flow
         .map(|p| p.to_string());
     let http = flow::Http {
         code: response.map_or(0, |s| u32::from(s.code)),
-        method: request.map(|q| q.method.clone()).unwrap_or_default(),
-        url: request.map(|q| q.url.clone()).unwrap_or_default(),
+        method: request.map(|q| q.method.to_string()).unwrap_or_default(),
+        url: request.map(|q| q.url.to_string()).unwrap_or_default(),
         protocol: protocol.unwrap_or_default(),
         headers,
     };

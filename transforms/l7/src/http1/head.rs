@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 use memchr::memmem;
-use perisco_engine::event::{Header, HttpRequest, HttpResponse};
+use perisco_engine::event::{Header, HttpRequest, HttpResponse, Text};
 
 use super::{Cx, Flow, Head, Http1Message, MAX_HEADERS, RequestMeta};
 
@@ -107,10 +107,10 @@ pub(super) fn headers_vec(headers: &[httparse::Header<'_>], src: &[u8], head: Op
             let start = (h.value.as_ptr() as usize).wrapping_sub(base);
             let value = head
                 .and_then(|t| t.get(start..start.checked_add(h.value.len())?))
-                .map(str::to_owned)
-                .unwrap_or_else(|| String::from_utf8_lossy(h.value).into_owned());
+                .map(Text::from)
+                .unwrap_or_else(|| Text::from(String::from_utf8_lossy(h.value)));
             Header {
-                key: h.name.to_owned(),
+                key: Text::from(h.name),
                 value,
             }
         })
@@ -150,8 +150,8 @@ pub(super) fn parse_request(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed {
         ts_ns,
         head: Head::Request(HttpRequest {
             protocol: protocol(req.version),
-            method: method.to_owned(),
-            url: req.path.unwrap_or_default().to_owned(),
+            method: Text::from(method),
+            url: Text::from(req.path.unwrap_or_default()),
             headers: headers_vec(req.headers, src, head_text(src, len)),
             body_bytes: None,
             body: None,
@@ -254,8 +254,8 @@ pub(super) fn partial_request_line(buf: &[u8], ts_ns: u64) -> Option<Http1Messag
         ts_ns,
         head: Head::Request(HttpRequest {
             protocol: Cow::Borrowed("HTTP/1.1"),
-            method: String::from_utf8_lossy(method).into_owned(),
-            url: String::from_utf8_lossy(url).into_owned(),
+            method: Text::from(String::from_utf8_lossy(method)),
+            url: Text::from(String::from_utf8_lossy(url)),
             ..Default::default()
         }),
         truncated: true,
