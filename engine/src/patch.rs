@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::record::Record;
+use crate::record::{Record, Text};
 
 /// A record and the changes a program made to it: [`crate::event::Event::Patched`].
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +33,9 @@ impl PatchedRecord {
 /// Changes to the fields of one JSON object, in the order they were recorded.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Patch {
-    fields: Vec<(String, Change)>,
+    /// Keys are compact strings: field names are short, so recording a change allocates
+    /// nothing per key.
+    fields: Vec<(Text, Change)>,
 }
 
 /// What happens to one field.
@@ -74,8 +76,7 @@ impl Patch {
         let i = match self.fields.iter().position(|(k, _)| k == first) {
             Some(i) => i,
             None => {
-                self.fields
-                    .push(((*first).to_owned(), Change::Fields(Patch::default())));
+                self.fields.push((Text::from(*first), Change::Fields(Patch::default())));
                 self.fields.len() - 1
             }
         };
@@ -100,13 +101,13 @@ impl Patch {
         for (key, change) in &self.fields {
             match change {
                 Change::Set(v) => {
-                    map.insert(key.clone(), v.clone());
+                    map.insert(key.to_string(), v.clone());
                 }
                 Change::Delete => {
-                    map.remove(key);
+                    map.remove(key.as_str());
                 }
                 Change::Fields(p) => {
-                    let slot = map.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+                    let slot = map.entry(key.as_str()).or_insert_with(|| Value::Object(Map::new()));
                     if !slot.is_object() {
                         *slot = Value::Object(Map::new());
                     }
