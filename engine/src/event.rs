@@ -65,6 +65,8 @@ impl Event {
     }
 
     /// Serialise a record-like event as one JSON line (no trailing newline) into `out`.
+    /// Typed and patched records go through the hand-written writer in [`crate::json`]
+    /// (the same bytes as serde_json, without its per-field cost).
     /// Socket data and messages have no JSON form in the contract; they are written as
     /// a debug summary object so a `file` sink on them is still useful when debugging.
     pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
