@@ -75,6 +75,22 @@ const ENDPOINT: &[&str] = &["namespace", "labels", "podName", "workload"];
 const WORKLOAD: &[&str] = &["name", "kind"];
 const SERVICE: &[&str] = &["name", "namespace"];
 
+/// A record field name as written after another field: `,"name":`.
+#[derive(Clone, Copy)]
+struct Key(&'static str);
+
+macro_rules! key {
+    ($name:literal) => {
+        Key(concat!(",\"", $name, "\":"))
+    };
+}
+
+impl Key {
+    fn name(self) -> &'static str {
+        self.0.get(2..self.0.len() - 2).unwrap_or_default()
+    }
+}
+
 struct Writer<'o> {
     out: &'o mut Vec<u8>,
     /// The first error from serialising a value a patch set.
@@ -105,28 +121,28 @@ impl<'p> Writer<'_> {
         self.out.push(b'}');
     }
 
-    /// `"key":` for one of the record's own (escape-free) field names.
-    fn key(&mut self, o: &mut Obj<'p>, key: &str) {
-        if !o.first {
-            self.out.push(b',');
-        }
+    /// `,"key":` (or `"key":` first) for one of the record's own fields: one copy.
+    fn key(&mut self, o: &mut Obj<'p>, key: Key) {
+        let json = key.0.as_bytes();
+        self.out.extend_from_slice(if o.first {
+            json.get(1..).unwrap_or_default()
+        } else {
+            json
+        });
         o.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
     }
 
     /// A field whose value is not a record object (a scalar or an array); `None` when the
     /// record omits it.
-    fn field<T>(&mut self, o: &mut Obj<'p>, key: &str, value: Option<T>, write: impl FnOnce(&mut Self, T)) {
-        match o.patch.and_then(|p| p.get(key)) {
+    fn field<T>(&mut self, o: &mut Obj<'p>, key: Key, value: Option<T>, write: impl FnOnce(&mut Self, T)) {
+        match o.patch.and_then(|p| p.get(key.name())) {
             None => {
                 if let Some(v) = value {
                     self.key(o, key);
                     write(self, v);
                 }
             }
-            Some(change) => self.change(o, key, change),
+            Some(change) => self.change(o, key.name(), change),
         }
     }
 
@@ -134,11 +150,11 @@ impl<'p> Writer<'_> {
     fn object<T: ?Sized>(
         &mut self,
         o: &mut Obj<'p>,
-        key: &str,
+        key: Key,
         value: Option<&T>,
         write: impl FnOnce(&mut Self, &T, Option<&'p Patch>),
     ) {
-        match (o.patch.and_then(|p| p.get(key)), value) {
+        match (o.patch.and_then(|p| p.get(key.name())), value) {
             (None, None) => {}
             (None, Some(v)) => {
                 self.key(o, key);
@@ -148,7 +164,7 @@ impl<'p> Writer<'_> {
                 self.key(o, key);
                 write(self, v, Some(p));
             }
-            (Some(change), _) => self.change(o, key, change),
+            (Some(change), _) => self.change(o, key.name(), change),
         }
     }
 
@@ -193,27 +209,27 @@ impl<'p> Writer<'_> {
 
     fn record(&mut self, r: &Record, patch: Option<&'p Patch>) {
         let mut o = self.open(patch);
-        self.field(&mut o, "ts", Some(r.ts), Self::timestamp);
-        self.field(&mut o, "pid", Some(r.pid), Self::uint);
-        self.object(&mut o, "ip", Some(&r.ip), Self::ip_info);
-        self.object(&mut o, "l4", Some(&r.l4), Self::l4);
-        self.object(&mut o, "l7", Some(&r.l7), Self::l7);
-        self.object(&mut o, "client", r.client.as_ref(), Self::endpoint);
-        self.object(&mut o, "server", r.server.as_ref(), Self::endpoint);
-        self.object(&mut o, "clientService", r.client_service.as_ref(), Self::service);
-        self.object(&mut o, "serverService", r.server_service.as_ref(), Self::service);
-        self.field(&mut o, "comm", r.comm.as_deref(), Self::string);
-        self.field(&mut o, "containerId", r.container_id.as_deref(), Self::string);
-        self.field(&mut o, "node", r.node.as_deref(), Self::string);
-        self.field(&mut o, "incomplete", non_empty(&r.incomplete), Self::incomplete);
+        self.field(&mut o, key!("ts"), Some(r.ts), Self::timestamp);
+        self.field(&mut o, key!("pid"), Some(r.pid), Self::uint);
+        self.object(&mut o, key!("ip"), Some(&r.ip), Self::ip_info);
+        self.object(&mut o, key!("l4"), Some(&r.l4), Self::l4);
+        self.object(&mut o, key!("l7"), Some(&r.l7), Self::l7);
+        self.object(&mut o, key!("client"), r.client.as_ref(), Self::endpoint);
+        self.object(&mut o, key!("server"), r.server.as_ref(), Self::endpoint);
+        self.object(&mut o, key!("clientService"), r.client_service.as_ref(), Self::service);
+        self.object(&mut o, key!("serverService"), r.server_service.as_ref(), Self::service);
+        self.field(&mut o, key!("comm"), r.comm.as_deref(), Self::string);
+        self.field(&mut o, key!("containerId"), r.container_id.as_deref(), Self::string);
+        self.field(&mut o, key!("node"), r.node.as_deref(), Self::string);
+        self.field(&mut o, key!("incomplete"), non_empty(&r.incomplete), Self::incomplete);
         self.close(o, RECORD);
     }
 
     fn ip_info(&mut self, ip: &IpInfo, patch: Option<&'p Patch>) {
         let mut o = self.open(patch);
-        self.field(&mut o, "client", Some(ip.client), Self::ip);
-        self.field(&mut o, "server", Some(ip.server), Self::ip);
-        self.field(&mut o, "ipVersion", Some(ip.ip_version), |w, v| {
+        self.field(&mut o, key!("client"), Some(ip.client), Self::ip);
+        self.field(&mut o, key!("server"), Some(ip.server), Self::ip);
+        self.field(&mut o, key!("ipVersion"), Some(ip.ip_version), |w, v| {
             w.out.extend_from_slice(match v {
                 IpVersion::IPv4 => b"\"IPv4\"",
                 IpVersion::IPv6 => b"\"IPv6\"",
@@ -224,99 +240,99 @@ impl<'p> Writer<'_> {
 
     fn l4(&mut self, l4: &L4, patch: Option<&'p Patch>) {
         let mut o = self.open(patch);
-        self.object(&mut o, "TCP", Some(&l4.tcp), Self::tcp);
+        self.object(&mut o, key!("TCP"), Some(&l4.tcp), Self::tcp);
         self.close(o, L4_FIELDS);
     }
 
     fn tcp(&mut self, tcp: &TcpPorts, patch: Option<&'p Patch>) {
         let mut o = self.open(patch);
-        self.field(&mut o, "clientPort", Some(tcp.client_port), Self::uint);
-        self.field(&mut o, "serverPort", Some(tcp.server_port), Self::uint);
+        self.field(&mut o, key!("clientPort"), Some(tcp.client_port), Self::uint);
+        self.field(&mut o, key!("serverPort"), Some(tcp.server_port), Self::uint);
         self.close(o, TCP);
     }
 
     fn l7(&mut self, l7: &L7, patch: Option<&'p Patch>) {
         let mut o = self.open(patch);
         // A decimal string, as serde writes it (`collect_str`).
-        self.field(&mut o, "latencyNs", l7.latency_ns, |w, ns| {
+        self.field(&mut o, key!("latencyNs"), l7.latency_ns, |w, ns| {
             w.out.push(b'"');
             w.uint(ns);
             w.out.push(b'"');
         });
-        self.object(&mut o, "request", l7.request.as_ref(), Self::l7_request);
-        self.object(&mut o, "response", l7.response.as_ref(), Self::l7_response);
-        self.object(&mut o, "grpc", l7.grpc.as_ref(), Self::grpc);
+        self.object(&mut o, key!("request"), l7.request.as_ref(), Self::l7_request);
+        self.object(&mut o, key!("response"), l7.response.as_ref(), Self::l7_response);
+        self.object(&mut o, key!("grpc"), l7.grpc.as_ref(), Self::grpc);
         self.close(o, L7_FIELDS);
     }
 
     fn l7_request(&mut self, r: &L7Request, patch: Option<&'p Patch>) {
         let mut o = self.open(patch);
-        self.object(&mut o, "http", Some(&r.http), Self::http_request);
+        self.object(&mut o, key!("http"), Some(&r.http), Self::http_request);
         self.close(o, HTTP_WRAPPER);
     }
 
     fn l7_response(&mut self, r: &L7Response, patch: Option<&'p Patch>) {
         let mut o = self.open(patch);
-        self.object(&mut o, "http", Some(&r.http), Self::http_response);
+        self.object(&mut o, key!("http"), Some(&r.http), Self::http_response);
         self.close(o, HTTP_WRAPPER);
     }
 
     fn http_request(&mut self, h: &HttpRequest, patch: Option<&'p Patch>) {
         let mut o = self.open(patch);
-        self.field(&mut o, "protocol", Some(&*h.protocol), Self::string);
-        self.field(&mut o, "method", Some(h.method.as_str()), Self::string);
-        self.field(&mut o, "url", Some(h.url.as_str()), Self::string);
-        self.field(&mut o, "headers", Some(&h.headers[..]), Self::headers);
-        self.field(&mut o, "bodyBytes", h.body_bytes, Self::uint);
-        self.field(&mut o, "body", h.body.as_deref(), Self::string);
+        self.field(&mut o, key!("protocol"), Some(&*h.protocol), Self::string);
+        self.field(&mut o, key!("method"), Some(h.method.as_str()), Self::string);
+        self.field(&mut o, key!("url"), Some(h.url.as_str()), Self::string);
+        self.field(&mut o, key!("headers"), Some(&h.headers[..]), Self::headers);
+        self.field(&mut o, key!("bodyBytes"), h.body_bytes, Self::uint);
+        self.field(&mut o, key!("body"), h.body.as_deref(), Self::string);
         self.close(o, HTTP_REQUEST);
     }
 
     fn http_response(&mut self, h: &HttpResponse, patch: Option<&'p Patch>) {
         let mut o = self.open(patch);
-        self.field(&mut o, "protocol", Some(&*h.protocol), Self::string);
-        self.field(&mut o, "code", Some(h.code), Self::uint);
-        self.field(&mut o, "headers", Some(&h.headers[..]), Self::headers);
-        self.field(&mut o, "bodyBytes", h.body_bytes, Self::uint);
-        self.field(&mut o, "body", h.body.as_deref(), Self::string);
+        self.field(&mut o, key!("protocol"), Some(&*h.protocol), Self::string);
+        self.field(&mut o, key!("code"), Some(h.code), Self::uint);
+        self.field(&mut o, key!("headers"), Some(&h.headers[..]), Self::headers);
+        self.field(&mut o, key!("bodyBytes"), h.body_bytes, Self::uint);
+        self.field(&mut o, key!("body"), h.body.as_deref(), Self::string);
         self.close(o, HTTP_RESPONSE);
     }
 
     fn grpc(&mut self, g: &GrpcInfo, patch: Option<&'p Patch>) {
         let mut o = self.open(patch);
-        self.field(&mut o, "service", Some(g.service.as_str()), Self::string);
-        self.field(&mut o, "method", Some(g.method.as_str()), Self::string);
-        self.field(&mut o, "status", g.status, Self::uint);
-        self.field(&mut o, "message", g.message.as_deref(), Self::string);
-        self.field(&mut o, "requestMessages", g.request_messages, Self::uint);
-        self.field(&mut o, "responseMessages", g.response_messages, Self::uint);
-        self.field(&mut o, "requestBytes", g.request_bytes, Self::uint);
-        self.field(&mut o, "responseBytes", g.response_bytes, Self::uint);
+        self.field(&mut o, key!("service"), Some(g.service.as_str()), Self::string);
+        self.field(&mut o, key!("method"), Some(g.method.as_str()), Self::string);
+        self.field(&mut o, key!("status"), g.status, Self::uint);
+        self.field(&mut o, key!("message"), g.message.as_deref(), Self::string);
+        self.field(&mut o, key!("requestMessages"), g.request_messages, Self::uint);
+        self.field(&mut o, key!("responseMessages"), g.response_messages, Self::uint);
+        self.field(&mut o, key!("requestBytes"), g.request_bytes, Self::uint);
+        self.field(&mut o, key!("responseBytes"), g.response_bytes, Self::uint);
         self.close(o, GRPC);
     }
 
     fn endpoint(&mut self, e: &Endpoint, patch: Option<&'p Patch>) {
         let mut o = self.open(patch);
-        self.field(&mut o, "namespace", e.namespace.as_deref(), Self::string);
-        self.field(&mut o, "labels", non_empty(&e.labels), |w, labels| {
+        self.field(&mut o, key!("namespace"), e.namespace.as_deref(), Self::string);
+        self.field(&mut o, key!("labels"), non_empty(&e.labels), |w, labels| {
             w.array(labels, |w, l| w.string(l))
         });
-        self.field(&mut o, "podName", e.pod_name.as_deref(), Self::string);
-        self.object(&mut o, "workload", e.workload.as_ref(), Self::workload);
+        self.field(&mut o, key!("podName"), e.pod_name.as_deref(), Self::string);
+        self.object(&mut o, key!("workload"), e.workload.as_ref(), Self::workload);
         self.close(o, ENDPOINT);
     }
 
     fn workload(&mut self, wl: &Workload, patch: Option<&'p Patch>) {
         let mut o = self.open(patch);
-        self.field(&mut o, "name", Some(wl.name.as_str()), Self::string);
-        self.field(&mut o, "kind", Some(wl.kind.as_str()), Self::string);
+        self.field(&mut o, key!("name"), Some(wl.name.as_str()), Self::string);
+        self.field(&mut o, key!("kind"), Some(wl.kind.as_str()), Self::string);
         self.close(o, WORKLOAD);
     }
 
     fn service(&mut self, s: &ServiceRef, patch: Option<&'p Patch>) {
         let mut o = self.open(patch);
-        self.field(&mut o, "name", Some(s.name.as_str()), Self::string);
-        self.field(&mut o, "namespace", Some(s.namespace.as_str()), Self::string);
+        self.field(&mut o, key!("name"), Some(s.name.as_str()), Self::string);
+        self.field(&mut o, key!("namespace"), Some(s.namespace.as_str()), Self::string);
         self.close(o, SERVICE);
     }
 
@@ -349,27 +365,37 @@ impl<'p> Writer<'_> {
         self.out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
 
-    /// A JSON string with serde_json's escaping: `"` `\` and control characters only;
-    /// runs of bytes that need none are copied at once.
+    /// A JSON string with serde_json's escaping: `"` `\` and control characters only.
+    /// Eight bytes are checked at a time and runs that need no escape are copied at once:
+    /// header values and URLs almost never contain one.
     fn string(&mut self, s: &str) {
         let bytes = s.as_bytes();
         self.out.reserve(bytes.len() + 2);
         self.out.push(b'"');
         let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let esc = ESCAPE[b as usize];
-            if esc == 0 {
+        let mut at = 0;
+        while at < bytes.len() {
+            let end = (at + 8).min(bytes.len());
+            if !may_need_escape(word_at(bytes, at)) {
+                at = end;
                 continue;
             }
-            self.out.extend_from_slice(&bytes[start..i]);
-            start = i + 1;
-            if esc == b'u' {
-                self.out.extend_from_slice(b"\\u00");
-                self.out.push(HEX[(b >> 4) as usize]);
-                self.out.push(HEX[(b & 0xf) as usize]);
-            } else {
-                self.out.extend_from_slice(&[b'\\', esc]);
+            for (i, &b) in bytes.iter().enumerate().take(end).skip(at) {
+                let esc = ESCAPE[b as usize];
+                if esc == 0 {
+                    continue;
+                }
+                self.out.extend_from_slice(&bytes[start..i]);
+                start = i + 1;
+                if esc == b'u' {
+                    self.out.extend_from_slice(b"\\u00");
+                    self.out.push(HEX[(b >> 4) as usize]);
+                    self.out.push(HEX[(b & 0xf) as usize]);
+                } else {
+                    self.out.extend_from_slice(&[b'\\', esc]);
+                }
             }
+            at = end;
         }
         self.out.extend_from_slice(&bytes[start..]);
         self.out.push(b'"');
@@ -447,6 +473,37 @@ fn civil_date(days: u64) -> (u32, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
     (year as u32, month as u32, day as u32)
+}
+
+/// A word that holds `bytes[at..]`'s next 8 bytes: read in place (an 8-byte load; copying
+/// bytes into a buffer first stalled store forwarding), near the end the string's last 8
+/// bytes, and for a string shorter than 8 its bytes padded with one that needs no escape.
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    let rest = bytes.get(at..).unwrap_or_default();
+    let last = bytes.len().checked_sub(8).and_then(|i| bytes.get(i..));
+    if let Some(w) = rest
+        .first_chunk::<8>()
+        .or_else(|| last.and_then(<[u8]>::first_chunk::<8>))
+    {
+        return u64::from_le_bytes(*w);
+    }
+    let mut word = u64::from_le_bytes([b'x'; 8]);
+    for (k, &b) in rest.iter().enumerate().take(8) {
+        word = (word & !(0xff << (8 * k))) | (u64::from(b) << (8 * k));
+    }
+    word
+}
+
+/// False when none of the 8 bytes is `"`, `\` or below 0x20 (SWAR "has byte less than /
+/// equal to" tests; a true answer may be wrong only when another byte really matches, and
+/// the caller then checks each byte).
+fn may_need_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = word ^ (ONES * b'"' as u64);
+    let backslash = word ^ (ONES * b'\\' as u64);
+    let control = word.wrapping_sub(ONES * 0x20);
+    (control | quote.wrapping_sub(ONES) | backslash.wrapping_sub(ONES)) & !word & HIGH != 0
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -12,7 +12,10 @@ fn base() -> Record {
     Record {
         ts: 1_681_184_609_619_285_359,
         pid: 87111,
-        ip: IpInfo::new(IpAddr::V4(Ipv4Addr::new(10, 244, 1, 186)), IpAddr::V4(Ipv4Addr::new(10, 244, 1, 42))),
+        ip: IpInfo::new(
+            IpAddr::V4(Ipv4Addr::new(10, 244, 1, 186)),
+            IpAddr::V4(Ipv4Addr::new(10, 244, 1, 42)),
+        ),
         l4: L4 {
             tcp: TcpPorts {
                 client_port: 38674,
@@ -224,9 +227,23 @@ fn write_json_uses_the_writer_and_appends() {
 #[test]
 fn timestamps_match_humantime() {
     let mut rng = Rng(7);
-    let mut stamps = vec![0, 1, 999_999_999, 1_000_000_000, 86_399_999_999_999, 86_400_000_000_000, u64::MAX];
+    let mut stamps = vec![
+        0,
+        1,
+        999_999_999,
+        1_000_000_000,
+        86_399_999_999_999,
+        86_400_000_000_000,
+        u64::MAX,
+    ];
     // Around leap days, centuries and year ends, to the second.
-    for day_secs in [951_782_400u64, 4_107_542_400, 13_574_563_200, 946_684_800, 1_704_067_199] {
+    for day_secs in [
+        951_782_400u64,
+        4_107_542_400,
+        13_574_563_200,
+        946_684_800,
+        1_704_067_199,
+    ] {
         for delta in [-86_401i64, -1, 0, 1, 86_399, 86_400] {
             stamps.push(day_secs.saturating_add_signed(delta) * 1_000_000_000 + 5);
         }
@@ -299,20 +316,44 @@ fn patched_records_match_apply() {
             "fields into a scalar",
             patch(&[(&["pid", "x"], set(json!(1))), (&["pid", "y"], Delete)]),
         ),
-        ("fields into an array", patch(&[(&["l7", "request", "http", "headers", "n"], set(json!(null)))])),
-        ("fields with only deletes into a scalar", patch(&[(&["comm", "x"], Delete)])),
-        ("fields into an absent optional", patch(&[(&["server", "podName"], set(json!("p")))])),
-        ("fields into absent grpc", patch(&[(&["l7", "grpc", "status"], set(json!(2)))])),
-        ("delete inside an absent optional", patch(&[(&["server", "podName"], Delete)])),
+        (
+            "fields into an array",
+            patch(&[(&["l7", "request", "http", "headers", "n"], set(json!(null)))]),
+        ),
+        (
+            "fields with only deletes into a scalar",
+            patch(&[(&["comm", "x"], Delete)]),
+        ),
+        (
+            "fields into an absent optional",
+            patch(&[(&["server", "podName"], set(json!("p")))]),
+        ),
+        (
+            "fields into absent grpc",
+            patch(&[(&["l7", "grpc", "status"], set(json!(2)))]),
+        ),
+        (
+            "delete inside an absent optional",
+            patch(&[(&["server", "podName"], Delete)]),
+        ),
         ("set an absent optional scalar", patch(&[(&["node"], set(json!("n1")))])),
-        ("set an absent empty list", patch(&[(&["incomplete"], set(json!(["x"])))])),
-        ("delete an absent field", patch(&[(&["containerId"], Delete), (&["nope"], Delete)])),
+        (
+            "set an absent empty list",
+            patch(&[(&["incomplete"], set(json!(["x"])))]),
+        ),
+        (
+            "delete an absent field",
+            patch(&[(&["containerId"], Delete), (&["nope"], Delete)]),
+        ),
         (
             "nested set, delete and add",
             patch(&[
                 (&["l7", "request", "http", "method"], set(json!("get"))),
                 (&["l7", "request", "http", "headers"], Delete),
-                (&["l7", "request", "http", "extra"], set(json!({"a": [1, {"b": "\"\n"}]}))),
+                (
+                    &["l7", "request", "http", "extra"],
+                    set(json!({"a": [1, {"b": "\"\n"}]})),
+                ),
                 (&["l7", "latencyNs"], set(json!(1.5))),
             ]),
         ),
@@ -332,7 +373,10 @@ fn patched_records_match_apply() {
         ),
         (
             "keys that need escaping",
-            patch(&[(&["we\"ird\n"], set(json!(1))), (&["l7", "\\", "\u{1}"], set(json!("é")))]),
+            patch(&[
+                (&["we\"ird\n"], set(json!(1))),
+                (&["l7", "\\", "\u{1}"], set(json!("é"))),
+            ]),
         ),
         (
             "set then edit below",
@@ -393,18 +437,30 @@ fn collect_paths(v: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>
 #[test]
 fn random_patches_match_apply() {
     let mut rng = Rng(42);
-    let names: Vec<&str> = [RECORD, IP, TCP, L7_FIELDS, HTTP_REQUEST, HTTP_RESPONSE, GRPC, ENDPOINT, WORKLOAD]
-        .concat()
-        .into_iter()
-        .chain(["TCP", "http", "extra", "x\"y"])
-        .collect();
+    let names: Vec<&str> = [
+        RECORD,
+        IP,
+        TCP,
+        L7_FIELDS,
+        HTTP_REQUEST,
+        HTTP_RESPONSE,
+        GRPC,
+        ENDPOINT,
+        WORKLOAD,
+    ]
+    .concat()
+    .into_iter()
+    .chain(["TCP", "http", "extra", "x\"y"])
+    .collect();
     for i in 0..3_000 {
         let record = random_record(&mut rng);
         let mut p = Patch::default();
         for _ in 0..rng.below(6) {
             // Mostly real paths (top level, then a field of that object), sometimes any name.
             let depth = 1 + rng.below(4) as usize;
-            let path: Vec<&str> = (0..depth).map(|_| names[rng.below(names.len() as u64) as usize]).collect();
+            let path: Vec<&str> = (0..depth)
+                .map(|_| names[rng.below(names.len() as u64) as usize])
+                .collect();
             let change = match rng.below(3) {
                 0 => Change::Delete,
                 1 => Change::Set(random_value(&mut rng, 2)),
@@ -457,8 +513,31 @@ impl Rng {
 
     fn string(&mut self) -> String {
         const PIECES: &[&str] = &[
-            "a", "Z", "0", " ", "/", "-", "=", "abcdefgh", "application/json", "\"", "\\", "\n", "\r", "\t", "\u{8}",
-            "\u{c}", "\0", "\u{1f}", "\u{7f}", "é", "日本", "😀", "\u{2028}", "%28", "</",
+            "a",
+            "Z",
+            "0",
+            " ",
+            "/",
+            "-",
+            "=",
+            "abcdefgh",
+            "application/json",
+            "\"",
+            "\\",
+            "\n",
+            "\r",
+            "\t",
+            "\u{8}",
+            "\u{c}",
+            "\0",
+            "\u{1f}",
+            "\u{7f}",
+            "é",
+            "日本",
+            "😀",
+            "\u{2028}",
+            "%28",
+            "</",
         ];
         let n = self.below(8);
         let mut s = String::new();
@@ -588,6 +667,35 @@ fn random_value(rng: &mut Rng, depth: u32) -> Value {
         3 => json!(f64::from(rng.next() as i16) / 8.0),
         4 => Value::String(rng.string()),
         5 => Value::Array((0..rng.below(3)).map(|_| random_value(rng, depth - 1)).collect()),
-        _ => Value::Object((0..rng.below(3)).map(|_| (rng.string(), random_value(rng, depth - 1))).collect()),
+        _ => Value::Object(
+            (0..rng.below(3))
+                .map(|_| (rng.string(), random_value(rng, depth - 1)))
+                .collect(),
+        ),
+    }
+}
+
+/// Every ASCII byte at every position of a string longer than two 8-byte words, alone and
+/// next to a quote (the word-at-a-time scan must find each of them).
+#[test]
+fn strings_escape_every_byte_at_every_position() {
+    for b in 0u8..0x80 {
+        for pos in 0..19 {
+            for neighbour in [b'a', b'"', 0x1f, 0x20] {
+                let mut bytes = vec![b'x'; 19];
+                bytes[pos] = b;
+                if pos + 1 < bytes.len() {
+                    bytes[pos + 1] = neighbour;
+                }
+                let s = String::from_utf8(bytes).unwrap();
+                let mut got = Vec::new();
+                Writer {
+                    out: &mut got,
+                    err: None,
+                }
+                .string(&s);
+                assert_eq!(got, serde_json::to_vec(&s).unwrap(), "byte {b:#x} at {pos}");
+            }
+        }
     }
 }
