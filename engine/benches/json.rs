@@ -17,7 +17,7 @@ fn endpoint(pod: &str, app: &str, kind: &str) -> Endpoint {
     Endpoint {
         namespace: Some("shop".into()),
         labels: vec![
-            format!("app={app}").into(),
+            format!("app={app}"),
             "pod-template-hash=5f459f867b".into(),
             "tier=backend".into(),
         ],
