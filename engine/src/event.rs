@@ -65,12 +65,17 @@ impl Event {
     }
 
     /// Serialise a record-like event as one JSON line (no trailing newline) into `out`.
+    /// Typed and patched records go through the hand-written writer in [`crate::json`]
+    /// (the same bytes as serde_json, without its per-field cost).
     /// Socket data and messages have no JSON form in the contract; they are written as
     /// a debug summary object so a `file` sink on them is still useful when debugging.
     pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         match self {
-            Event::Record(r) => serde_json::to_writer(out, r),
-            Event::Patched(p) => serde_json::to_writer(out, &p.to_json_map()?),
+            Event::Record(r) => {
+                crate::json::write_record(out, r);
+                Ok(())
+            }
+            Event::Patched(p) => crate::json::write_patched(out, p),
             Event::Document(d) => serde_json::to_writer(out, d),
             Event::Socket(s) => serde_json::to_writer(out, &s.summary()),
             Event::Message(m) => serde_json::to_writer(out, m),

@@ -9,6 +9,7 @@ pub mod component;
 pub mod config;
 pub mod event;
 pub mod health;
+pub mod json;
 pub mod metrics;
 pub mod patch;
 pub mod record;
