@@ -45,7 +45,7 @@ nginx -c "$WORK/nginx.conf" & NGINX=$!
 sleep 1
 
 # wrk paced by a per-connection delay: CONNS connections each waiting CONNS/RATE s between requests.
-DELAY_MS=$(python3 -c "print(max(0.0, 1000.0*$CONNS/$RATE))")
+DELAY_MS=$(python3 -c "print(0.0 if $RATE == 0 else max(0.0, 1000.0*$CONNS/$RATE))")
 cat >"$WORK/paced.lua" <<LUA
 function delay() return $DELAY_MS end
 LUA
