@@ -11,7 +11,7 @@ use common::*;
 use perisco_engine::FunctionTransform;
 use perisco_engine::event::{Event, Record};
 use perisco_engine::metrics::ComponentMetrics;
-use perisco_vrl::{Filter, FilterConfig, Plan, Remap, RemapConfig};
+use perisco_vrl::{Filter, FilterConfig, Plan};
 use serde_json::{Value as J, json};
 
 /// Records from every capture in fixtures/ (real pcap → parse → match), then the samples.
@@ -132,18 +132,6 @@ const PROGRAMS: &[(&str, Path)] = &[
     (r#".p = get!(., ["pid"])"#, Path::Whole),
     (r#". |= {"b": 2}"#, Path::Whole),
 ];
-
-fn remap(source: &str, drop_on_error: bool, drop_on_abort: bool) -> (Remap, ComponentMetrics) {
-    let cfg = RemapConfig {
-        source: Some(source.into()),
-        file: None,
-        drop_on_error,
-        drop_on_abort,
-    };
-    let m = ComponentMetrics::default();
-    let r = Remap::new(&cfg, source, "test".into(), m.clone()).unwrap_or_else(|e| panic!("{source}: {e}"));
-    (r, m)
-}
 
 fn run(t: &mut dyn FunctionTransform, events: Vec<Event>) -> Vec<Event> {
     let mut out = Vec::new();

@@ -7,7 +7,7 @@ use perisco_engine::FunctionTransform;
 use perisco_engine::event::Event;
 use perisco_engine::metrics::ComponentMetrics;
 use perisco_vrl::convert::{self, Selection};
-use perisco_vrl::{Filter, FilterConfig, Remap, RemapConfig};
+use perisco_vrl::{Filter, FilterConfig, Remap};
 use serde_json::{Value as J, json};
 
 #[test]
@@ -192,18 +192,6 @@ fn filter_converts_only_what_the_condition_reads() {
             "`{cond}`"
         );
     }
-}
-
-fn remap(source: &str, drop_on_error: bool, drop_on_abort: bool) -> (Remap, ComponentMetrics) {
-    let cfg = RemapConfig {
-        source: Some(source.into()),
-        file: None,
-        drop_on_error,
-        drop_on_abort,
-    };
-    let m = ComponentMetrics::default();
-    let r = Remap::new(&cfg, source, "test".into(), m.clone()).unwrap_or_else(|e| panic!("{source}: {e}"));
-    (r, m)
 }
 
 fn run_remap(r: &mut Remap, events: Vec<Event>) -> Vec<Event> {

@@ -9,10 +9,24 @@ use std::time::Duration;
 
 use perisco_engine::component::*;
 use perisco_engine::event::{DataType, Event, Record};
-use perisco_vrl::{FilterConfig, RemapConfig};
+use perisco_engine::metrics::ComponentMetrics;
+use perisco_vrl::{FilterConfig, Remap, RemapConfig};
 use serde::Deserialize;
 
 pub const RECORDS_JSONL: &str = include_str!("../data/records.jsonl");
+
+/// A `remap` built from inline source, and its metrics.
+pub fn remap(source: &str, drop_on_error: bool, drop_on_abort: bool) -> (Remap, ComponentMetrics) {
+    let cfg = RemapConfig {
+        source: Some(source.into()),
+        file: None,
+        drop_on_error,
+        drop_on_abort,
+    };
+    let m = ComponentMetrics::default();
+    let r = Remap::new(&cfg, source, "test".into(), m.clone()).unwrap_or_else(|e| panic!("{source}: {e}"));
+    (r, m)
+}
 
 /// The sample records (shaped exactly like DESIGN.md's record), in file order.
 pub fn records() -> Vec<Record> {
