@@ -11,12 +11,17 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Hook {
-    /// fentry/fexit, else kprobes, else syscall tracepoints: the first that loads.
+    /// fentry/fexit, else kprobes, else tracepoints: the first that loads.
     #[default]
     Auto,
     Fentry,
     Kprobe,
+    /// Socket tracepoints (sock_send_length, sock_recv_length, inet_sock_set_state; Linux
+    /// 6.3+ on x86-64) where the kernel has them, else syscall tracepoints.
     Tracepoint,
+    /// Syscall tracepoints only (read, write, sendmsg, accept, close, …): what kernels
+    /// without the socket tracepoints use; selectable to compare the two.
+    SyscallTracepoint,
 }
 
 impl Hook {
@@ -26,6 +31,7 @@ impl Hook {
             Hook::Fentry => "fentry",
             Hook::Kprobe => "kprobe",
             Hook::Tracepoint => "tracepoint",
+            Hook::SyscallTracepoint => "syscall_tracepoint",
         }
     }
 }

@@ -34,6 +34,8 @@ struct Conn {
     peer: SocketAddr,
     role: Role,
     pending: Option<Pending>,
+    /// The process of the connection's latest event.
+    process: Arc<ProcessInfo>,
 }
 
 /// Per-source state turning records into events.
@@ -119,14 +121,19 @@ impl Assembler {
             self.rejected += 1;
             return Err(Reject::BadKind);
         }
-        let process = self.procs.get((h.pid_tgid >> 32) as u32, &h.comm, now);
+        let key = (h.sk, h.cookie);
+        // A close may be seen in softirq context (socket tracepoints), where the current
+        // task is not the connection's process: it keeps the process it had.
+        let process = match self.conns.get(&key) {
+            Some(c) if h.kind == EV_CLOSE => c.process.clone(),
+            _ => self.procs.get((h.pid_tgid >> 32) as u32, &h.comm, now),
+        };
         let ts_ns = self.wall(h.ts_ns);
         let dir = if h.dir == DIR_EGRESS {
             Direction::Egress
         } else {
             Direction::Ingress
         };
-        let key = (h.sk, h.cookie);
 
         // A new cookie on a known socket: the old connection is over even if its close
         // was missed.
@@ -150,6 +157,7 @@ impl Assembler {
                 peer: addr(h.family, &h.peer_addr, h.peer_port),
                 role,
                 pending: None,
+                process: process.clone(),
             };
             self.next_id += 1;
             self.conns.insert(key, c);
@@ -157,6 +165,9 @@ impl Assembler {
         let Some(c) = self.conns.get_mut(&key) else {
             return Ok(());
         };
+        if !Arc::ptr_eq(&c.process, &process) {
+            c.process = process.clone();
+        }
         let ev = |c: &Conn, kind, dir, data: Bytes, len: u32, ts_ns: u64| {
             Event::Socket(SocketData {
                 conn_id: c.id,

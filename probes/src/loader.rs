@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{FEntry, FExit, KProbe, TracePoint};
+use aya::programs::{FEntry, FExit, KProbe, RawTracePoint, TracePoint};
 use aya::{Btf as AyaBtf, Ebpf, EbpfLoader};
 use perisco_probes_common::*;
 
@@ -47,6 +47,13 @@ const TRACEPOINTS: &[(&str, &str)] = &[
     ("tp_exit_accept", "sys_exit_accept"),
     ("tp_enter_listen", "sys_enter_listen"),
     ("tp_enter_close", "sys_enter_close"),
+];
+
+/// Socket tracepoints, attached raw: (program, tracepoint).
+const SOCKET_TRACEPOINTS: &[(&str, &str)] = &[
+    ("rtp_sock_send", "sock_send_length"),
+    ("rtp_sock_recv", "sock_recv_length"),
+    ("rtp_sock_state", "inet_sock_set_state"),
 ];
 
 /// Socket-layer hooks: (fentry/fexit program, kprobe program, kernel function, is exit).
@@ -135,7 +142,41 @@ pub fn resolve_offsets(b: &Btf) -> Result<Offsets, Error> {
         o.iter_nr_segs = b.offset_of("iov_iter", &["nr_segs"]).unwrap_or(NO_OFFSET);
     }
     o.accept_nargs = b.func_nargs("inet_csk_accept").unwrap_or(NO_OFFSET);
+    syscall_regs(b, &mut o);
     Ok(o)
+}
+
+/// Where the socket tracepoints find the current syscall's number and arguments: x86-64
+/// keeps them in adjacent `struct pt_regs` slots (dx, si, di, orig_ax), read in one copy.
+/// Left unset elsewhere: the loader then uses the syscall tracepoints.
+fn syscall_regs(b: &Btf, o: &mut Offsets) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let field = |f: &str| b.offset_of("pt_regs", &[f]).ok();
+        let (Some(di), Some(si), Some(dx), Some(nr)) = (field("di"), field("si"), field("dx"), field("orig_ax")) else {
+            return;
+        };
+        let base = di.min(si).min(dx).min(nr);
+        let slot = |off: u32| (off - base) / 8;
+        if [di, si, dx, nr].iter().any(|&off| off - base >= 32 || off % 8 != 0) {
+            return;
+        }
+        o.regs_window = base;
+        o.regs_nr = slot(nr);
+        o.regs_arg = [slot(di), slot(si), slot(dx)];
+        let nr = |n: libc::c_long| n as u32;
+        o.nr_read = nr(libc::SYS_read);
+        o.nr_readv = nr(libc::SYS_readv);
+        o.nr_recvfrom = nr(libc::SYS_recvfrom);
+        o.nr_recvmsg = nr(libc::SYS_recvmsg);
+        o.nr_write = nr(libc::SYS_write);
+        o.nr_writev = nr(libc::SYS_writev);
+        o.nr_sendto = nr(libc::SYS_sendto);
+        o.nr_sendmsg = nr(libc::SYS_sendmsg);
+        o.nr_sendfile = nr(libc::SYS_sendfile);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (b, o);
 }
 
 fn map_err(e: impl std::fmt::Display, what: &str) -> Error {
@@ -226,16 +267,61 @@ impl Probe {
                 Err(e) => return Err(e),
             }
         }
+        if matches!(want, Hook::Auto | Hook::Tracepoint) {
+            match self.attach_socket_tracepoints(o) {
+                Ok(()) => {
+                    reasons.push("socket tracepoints (sock_send_length, sock_recv_length, inet_sock_set_state)".into());
+                    return Ok(ActiveHook {
+                        hook: Hook::Tracepoint,
+                        why: reasons.join("; "),
+                    });
+                }
+                Err(e) => reasons.push(format!("socket tracepoints unavailable ({e})")),
+            }
+        }
         self.attach_tracepoints()?;
-        let why = if reasons.is_empty() {
-            "syscall tracepoints requested".into()
-        } else {
-            reasons.join("; ")
-        };
+        reasons.push("syscall tracepoints".into());
         Ok(ActiveHook {
-            hook: Hook::Tracepoint,
-            why,
+            hook: if want == Hook::SyscallTracepoint {
+                Hook::SyscallTracepoint
+            } else {
+                Hook::Tracepoint
+            },
+            why: reasons.join("; "),
         })
+    }
+
+    /// The socket tracepoints, all or nothing.
+    fn attach_socket_tracepoints(&mut self, o: &Offsets) -> Result<(), Error> {
+        if o.regs_window == NO_OFFSET {
+            return Err(Error::Load(
+                "the syscall registers' layout is only known for x86-64".into(),
+            ));
+        }
+        let mut loaded = Vec::new();
+        let mut result = Ok(());
+        for &(prog, tp) in SOCKET_TRACEPOINTS {
+            let r = match self.ebpf.program_mut(prog) {
+                None => Err(format!("program {prog} missing from the object")),
+                Some(p) => {
+                    loaded.push(prog);
+                    <&mut RawTracePoint>::try_from(p)
+                        .map_err(|e| chain(&e))
+                        .and_then(|p| p.load().map_err(|e| chain(&e)).map(|_| p))
+                        .and_then(|p| p.attach(tp).map(drop).map_err(|e| chain(&e)))
+                }
+            };
+            if let Err(e) = r {
+                result = Err(Error::Load(format!("{prog} on {tp}: {e}")));
+                break;
+            }
+        }
+        if result.is_err() {
+            for name in loaded {
+                unload(self.ebpf.program_mut(name));
+            }
+        }
+        result
     }
 
     fn attach_tracepoints(&mut self) -> Result<(), Error> {

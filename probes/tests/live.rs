@@ -109,6 +109,86 @@ fn python_http_server_exchanges_are_captured_once_from_the_server() {
     );
 }
 
+/// A network namespace for one test, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("perisco-{tag}-{}", std::process::id());
+        run(Command::new("ip").args(["netns", "add", &name]));
+        run(Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]));
+        Netns(name)
+    }
+
+    fn exec(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0]).args(argv);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A server that listened before the probe attached, in another network namespace (a
+/// pod's, when perisco restarts): perisco's /proc/net/tcp does not list it, so its role
+/// cannot be inferred from listeners; its connections are still the server side.
+#[test]
+fn servers_listening_before_the_probe_in_another_netns_are_captured() {
+    let name = "servers_listening_before_the_probe_in_another_netns_are_captured";
+    if !require(name, &[Need::Root, Need::Command("curl"), Need::Command("ip")]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pod.txt"), "in a pod\n").unwrap();
+    let ns = Netns::new("pod");
+    let port = free_port();
+    let server = ChildGuard::spawn(
+        ns.exec(&[PY, "-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}/pod.txt");
+    let get = || {
+        run(&mut ns.exec(&[
+            "curl",
+            "-sf",
+            "--retry",
+            "20",
+            "--retry-connrefused",
+            "--retry-delay",
+            "1",
+            &url,
+        ]))
+    };
+    assert_eq!(get(), b"in a pod\n");
+    let cap = Capture::start("netns", &format!("ports = [{port}]"));
+    for _ in 0..2 {
+        assert_eq!(get(), b"in a pod\n");
+    }
+    cap.wait_for("2 closed connections", |ev| closed_data_conns(ev) >= 2);
+    let ev = cap.stop();
+    let conns = conns_with(&ev, |e| e.kind == SocketEventKind::Data);
+    if conns.len() != 2 {
+        dump(&ev);
+    }
+    assert_eq!(conns.len(), 2, "both exchanges, from the server side");
+    for &c in &conns {
+        assert_lifecycle(&ev, c);
+        assert!(stream(&ev, c, Direction::Ingress).starts_with(b"GET /pod.txt HTTP/1.1\r\n"));
+    }
+    for e in &ev {
+        assert_eq!(e.role, Role::Server, "{e:?}");
+        assert_eq!(e.process.pid, server.id(), "{e:?}");
+        assert_eq!(e.local.port(), port);
+    }
+}
+
 fn nginx(dir: &Path, port: u16, sendfile: bool) -> ChildGuard {
     let conf = format!(
         "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
@@ -470,7 +550,17 @@ fn hook_selection_falls_back_to_tracepoints_with_a_reason() {
     })
     .expect("tracepoints load");
     assert_eq!(tp.active.hook, Hook::Tracepoint);
+    // 6.3+ on x86-64 has the socket tracepoints; said either way.
+    assert!(tp.active.why.contains("socket tracepoints"), "{:?}", tp.active);
     drop(tp);
+    let sys = Probe::load(&EbpfSocketConfig {
+        hook: Hook::SyscallTracepoint,
+        ..Default::default()
+    })
+    .expect("syscall tracepoints load");
+    assert_eq!(sys.active.hook, Hook::SyscallTracepoint);
+    assert!(sys.active.why.contains("syscall tracepoints"), "{:?}", sys.active);
+    drop(sys);
     // This kernel refuses tracing programs and has no kprobes (see docs/ebpf.md): asking
     // for them explicitly must fail with a reason, not crash or attach half.
     for hook in [Hook::Fentry, Hook::Kprobe] {
@@ -494,6 +584,7 @@ fn hook_selection_falls_back_to_tracepoints_with_a_reason() {
 
 /// sendmsg(2) with many iovec segments: the segments are captured in order, and those
 /// beyond what the kernel walks (16 segments) make the message truncated, never misplaced.
+/// The request is peeked (MSG_PEEK) before it is read: captured once.
 #[test]
 fn sendmsg_iovecs_are_captured_in_order() {
     if !require("sendmsg_iovecs_are_captured_in_order", &[Need::Root]) {
@@ -528,6 +619,15 @@ fn sendmsg_iovecs_are_captured_in_order() {
         .iter()
         .filter(|e| e.kind == SocketEventKind::Data && e.direction == Direction::Egress)
         .collect();
+    let ingress: Vec<u8> = ev
+        .iter()
+        .filter(|e| e.kind == SocketEventKind::Data && e.direction == Direction::Ingress)
+        .flat_map(|e| e.data.to_vec())
+        .collect();
+    assert_eq!(
+        ingress, b"go",
+        "a MSG_PEEK receive is not captured (the bytes are read again)"
+    );
     assert_eq!(&out[0].data[..], &six[..]);
     assert_eq!(out[0].len as usize, six.len());
     assert_eq!(out[1].len as usize, twelve.len());
@@ -545,7 +645,7 @@ l.bind(("127.0.0.1", int(sys.argv[1])))
 l.listen(5)
 while True:
     c, _ = l.accept()
-    if c.recv(100) != b"go":
+    if c.recv(100, socket.MSG_PEEK) != b"go" or c.recv(100) != b"go":
         c.close()
         continue
     parts = lambda n: [bytes([65 + i]) * (10 * (i + 1)) for i in range(n)]
@@ -554,3 +654,28 @@ while True:
     c.sendmsg(parts(20))
     c.close()
 "#;
+
+// The cases above run on `auto`, which is the socket tracepoints on this kernel; kernels
+// without them (before 6.3, or not x86-64) use the syscall tracepoints: the same cases again.
+macro_rules! on_syscall_tracepoints {
+    ($($case:ident => $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                common::on_hook("syscall_tracepoint", $case);
+            }
+        )*
+    };
+}
+
+on_syscall_tracepoints! {
+    python_http_server_exchanges_are_captured_once_from_the_server => python_http_server_exchanges_on_syscall_tracepoints,
+    nginx_with_sendfile_off_is_captured_and_truncated_explicitly => nginx_with_sendfile_off_on_syscall_tracepoints,
+    nginx_with_sendfile_on_reports_the_body_as_a_gap => nginx_with_sendfile_on_on_syscall_tracepoints,
+    large_messages_are_captured_up_to_16k_in_chunks => large_messages_on_syscall_tracepoints,
+    ports_and_cidrs_filter_in_the_kernel_and_reload_in_place => ports_and_cidrs_on_syscall_tracepoints,
+    client_role_is_opt_in_and_local_exchanges_are_reported_once => client_role_on_syscall_tracepoints,
+    grpc_and_h2c_servers_are_captured => grpc_and_h2c_on_syscall_tracepoints,
+    sendmsg_iovecs_are_captured_in_order => sendmsg_iovecs_on_syscall_tracepoints,
+    servers_listening_before_the_probe_in_another_netns_are_captured => servers_in_another_netns_on_syscall_tracepoints,
+}

@@ -43,6 +43,8 @@ pub const FLAG_INFERRED: u8 = 2;
 pub const HOOK_TRACEPOINT: u8 = 1;
 pub const HOOK_FENTRY: u8 = 2;
 pub const HOOK_KPROBE: u8 = 3;
+/// Socket tracepoints (sock_send_length / sock_recv_length / inet_sock_set_state).
+pub const HOOK_SOCKET_TP: u8 = 4;
 
 // Per-CPU counters (STATS index).
 pub const STAT_EMITTED: u32 = 0;
@@ -89,6 +91,22 @@ pub struct Offsets {
     pub iter_nr_segs: u32,
     /// Position of the return value in inet_csk_accept's fexit context (= its arg count).
     pub accept_nargs: u32,
+    // The current syscall as the socket tracepoints see it: a 32-byte window of the task's
+    // saved user registers (struct pt_regs) at `regs_window`, holding the syscall number
+    // and arguments 0..2 at these u64 indexes (x86-64: dx, si, di, orig_ax).
+    pub regs_window: u32,
+    pub regs_nr: u32,
+    pub regs_arg: [u32; 3],
+    // This architecture's syscall numbers, for telling the socket tracepoints' callers apart.
+    pub nr_read: u32,
+    pub nr_readv: u32,
+    pub nr_recvfrom: u32,
+    pub nr_recvmsg: u32,
+    pub nr_write: u32,
+    pub nr_writev: u32,
+    pub nr_sendto: u32,
+    pub nr_sendmsg: u32,
+    pub nr_sendfile: u32,
     pub _pad: u32,
 }
 
@@ -122,6 +140,18 @@ impl Offsets {
         iter_count: NO_OFFSET,
         iter_nr_segs: NO_OFFSET,
         accept_nargs: NO_OFFSET,
+        regs_window: NO_OFFSET,
+        regs_nr: 0,
+        regs_arg: [0; 3],
+        nr_read: NO_OFFSET,
+        nr_readv: NO_OFFSET,
+        nr_recvfrom: NO_OFFSET,
+        nr_recvmsg: NO_OFFSET,
+        nr_write: NO_OFFSET,
+        nr_writev: NO_OFFSET,
+        nr_sendto: NO_OFFSET,
+        nr_sendmsg: NO_OFFSET,
+        nr_sendfile: NO_OFFSET,
         _pad: 0,
     };
 }
@@ -168,7 +198,10 @@ pub struct Conn {
     pub verdict: u8,
     /// 1 = a client socket whose server end is traced on this host (reported there).
     pub local_dup: u8,
-    pub _pad: [u8; 2],
+    /// 1 = tracked (role known) but Open not emitted yet: the socket tracepoints learn of
+    /// connections in softirq context and announce them at the first transfer.
+    pub unannounced: u8,
+    pub _pad: u8,
     /// Payload bytes lost to a full ring, per direction, reported on the next event.
     pub lost: [u32; 2],
 }

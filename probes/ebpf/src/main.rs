@@ -1,13 +1,15 @@
 //! Kernel programs of the `ebpf_socket` source: TCP payload capture with connection
 //! lifecycle, filtered in the kernel before any copy.
 //!
-//! Three hook families share one core (connections, filters, chunked copy):
-//! - syscall tracepoints (read/write/…/accept/connect/close): work everywhere, including
-//!   kernels that refuse tracing programs and have no kprobes;
+//! Four hook families share one core (connections, filters, chunked copy); the loader
+//! picks one at run time:
 //! - fentry/fexit on the socket layer (security_socket_sendmsg, sock_recvmsg,
 //!   inet_csk_accept, tcp_connect, tcp_close);
-//! - kprobes/kretprobes on the same functions.
-//! The loader picks one family at run time.
+//! - kprobes/kretprobes on the same functions;
+//! - socket tracepoints, attached raw (sock_send_length, sock_recv_length,
+//!   inet_sock_set_state; 6.3+): only socket transfers run a program, nothing else;
+//! - syscall tracepoints (read/write/…/accept/connect/close): every kernel, at the cost
+//!   of putting every syscall of every task on the tracing slow path.
 //!
 //! No kernel struct layout is compiled in: the loader reads offsets from the kernel's BTF
 //! and writes them into the read-only `OFFSETS` global before load. Every kernel read is
@@ -24,9 +26,9 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_user, generated,
     },
-    macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
+    macros::{fentry, fexit, kprobe, kretprobe, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+    programs::{FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext, TracePointContext},
 };
 use perisco_probes_common::*;
 
@@ -98,14 +100,21 @@ fn rd<T>(base: u64, off: u32) -> Result<T, i64> {
     })
 }
 
+/// The settings, when configured and the current task is not perisco itself.
 #[inline(always)]
 fn settings() -> Option<&'static Settings> {
-    let st = SETTINGS.get(0)?;
-    // generation 0: the loader has not configured us yet.
-    if st.generation == 0 || (bpf_get_current_pid_tgid() >> 32) as u32 == st.self_tgid {
+    let st = configured()?;
+    if (bpf_get_current_pid_tgid() >> 32) as u32 == st.self_tgid {
         return None;
     }
     Some(st)
+}
+
+/// The settings once the loader has written them (generation 0: not yet). For hooks that
+/// may run in softirq context, where the current task is whoever was interrupted.
+#[inline(always)]
+fn configured() -> Option<&'static Settings> {
+    SETTINGS.get(0).filter(|st| st.generation != 0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -320,10 +329,10 @@ fn emit_meta(sk: u64, c: &Conn, kind: u8, dir: u8, len: u32, hook: u8) {
     }
 }
 
-/// Start tracking `sk` (role 0 = infer from the listening endpoints) and emit Open.
+/// Start tracking `sk` (role 0 = infer from the listening endpoints) without announcing it.
 /// Returns the map entry, or `None` when `sk` is not TCP.
 #[inline(always)]
-fn open_conn(o: &Offsets, st: &Settings, sk: u64, role: u8, hook: u8) -> Option<*mut Conn> {
+fn track_conn(o: &Offsets, sk: u64, role: u8) -> Option<*mut Conn> {
     let mut c = Conn::default();
     if !matches!(read_tcp_sock(o, sk, &mut c), Ok(true)) {
         return None;
@@ -345,13 +354,31 @@ fn open_conn(o: &Offsets, st: &Settings, sk: u64, role: u8, hook: u8) -> Option<
     } else if server_is_local(&c) {
         c.local_dup = 1;
     }
+    c.unannounced = 1;
     CONNS.insert(&sk, &c, 0).ok()?;
-    let p = CONNS.get_ptr_mut(&sk)?;
-    if verdict(unsafe { &mut *p }, st) {
-        emit_meta(sk, unsafe { &*p }, EV_OPEN, DIR_INGRESS, 0, hook);
+    CONNS.get_ptr_mut(&sk)
+}
+
+/// Emit Open for a tracked connection the filters pass, once, from the context of the
+/// process that owns it (the event carries its pid).
+#[inline(always)]
+fn announce(c: &mut Conn, st: &Settings, sk: u64, hook: u8) {
+    if c.unannounced == 0 {
+        return;
+    }
+    c.unannounced = 0;
+    if verdict(c, st) {
+        emit_meta(sk, c, EV_OPEN, DIR_INGRESS, 0, hook);
     } else {
         stat(STAT_FILTERED);
     }
+}
+
+/// Start tracking `sk` and emit Open.
+#[inline(always)]
+fn open_conn(o: &Offsets, st: &Settings, sk: u64, role: u8, hook: u8) -> Option<*mut Conn> {
+    let p = track_conn(o, sk, role)?;
+    announce(unsafe { &mut *p }, st, sk, hook);
     Some(p)
 }
 
@@ -365,10 +392,10 @@ fn conn_for(o: &Offsets, st: &Settings, sk: u64, hook: u8) -> Option<*mut Conn> 
 
 #[inline(always)]
 fn close_conn(sk: u64, hook: u8) {
-    let Some(st) = settings() else { return };
+    let Some(st) = configured() else { return };
     if let Some(p) = CONNS.get_ptr_mut(&sk) {
         let c = unsafe { &mut *p };
-        if verdict(c, st) {
+        if c.unannounced == 0 && verdict(c, st) {
             emit_meta(sk, c, EV_CLOSE, DIR_INGRESS, 0, hook);
         }
         let _ = CONNS.remove(&sk);
@@ -656,8 +683,18 @@ fn tp_exit(ctx: &TracePointContext) {
 
 macro_rules! tp_data {
     ($enter:ident, $enter_tp:literal, $exit:ident, $exit_tp:literal, $dir:expr, $iov:expr, $msghdr:expr) => {
+        tp_data!($enter, $enter_tp, $exit, $exit_tp, $dir, $iov, $msghdr, None);
+    };
+    // `$flags`: the argument holding recv flags; MSG_PEEK leaves the bytes for the next read.
+    ($enter:ident, $enter_tp:literal, $exit:ident, $exit_tp:literal, $dir:expr, $iov:expr, $msghdr:expr, $flags:expr) => {
         #[tracepoint(category = "syscalls", name = $enter_tp)]
         pub fn $enter(ctx: TracePointContext) -> u32 {
+            let flags: Option<usize> = $flags;
+            if let Some(i) = flags
+                && arg(&ctx, i) as i64 & MSG_PEEK != 0
+            {
+                return 0;
+            }
             let (mut ptr, mut n) = (arg(&ctx, 1), arg(&ctx, 2));
             if $msghdr {
                 // struct user_msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov; size_t msg_iovlen; … }
@@ -694,7 +731,8 @@ tp_data!(
     "sys_exit_recvfrom",
     DIR_INGRESS,
     false,
-    false
+    false,
+    Some(3)
 );
 tp_data!(
     tp_enter_readv,
@@ -712,7 +750,8 @@ tp_data!(
     "sys_exit_recvmsg",
     DIR_INGRESS,
     true,
-    true
+    true,
+    Some(2)
 );
 tp_data!(
     tp_enter_write,
@@ -832,6 +871,136 @@ pub fn tp_enter_close(ctx: TracePointContext) -> u32 {
 }
 
 // ---------------------------------------------------------------------------------------
+// Socket tracepoints (raw): sock_send_length and sock_recv_length hand over the `struct
+// sock` of every socket send and receive, inet_sock_set_state every TCP state change.
+// No syscall tracepoint is enabled, so no syscall takes the kernel's tracing slow path and
+// reads of files, pipes or untraced sockets cost nothing; the fd → socket walk is gone too.
+// The user buffer comes from the syscall's saved registers.
+// ---------------------------------------------------------------------------------------
+
+const MSG_PEEK: i64 = 2;
+const TCP_ESTABLISHED: u64 = 1;
+const TCP_SYN_SENT: u64 = 2;
+const TCP_SYN_RECV: u64 = 3;
+const TCP_CLOSE: u64 = 7;
+const TCP_LAST_ACK: u64 = 9;
+const TCP_LISTEN: u64 = 10;
+
+/// The current syscall's number and arguments 0..2, from the task's saved user registers.
+#[inline(always)]
+fn syscall_args(o: &Offsets) -> Option<(u64, [u64; 3])> {
+    if o.regs_window == NO_OFFSET {
+        return None;
+    }
+    let regs = unsafe { generated::bpf_task_pt_regs(generated::bpf_get_current_task_btf()) } as u64;
+    let w: [u64; 4] = rd(regs, o.regs_window).ok()?;
+    let at = |i: u32| w[(i & 3) as usize];
+    Some((
+        at(o.regs_nr),
+        [at(o.regs_arg[0]), at(o.regs_arg[1]), at(o.regs_arg[2])],
+    ))
+}
+
+/// The user bytes of the syscall that moved data on a socket, by its number; `None` for
+/// callers whose bytes are not in one user buffer or iovec array (sendfile, splice,
+/// recvmmsg, io_uring, kernel sockets): reported as a gap.
+#[inline(always)]
+fn syscall_src(o: &Offsets, dir: u8, nr: u64, a: [u64; 3]) -> Option<Src> {
+    let nr = nr as u32;
+    let (plain, vec, msg) = if dir == DIR_INGRESS {
+        (nr == o.nr_read || nr == o.nr_recvfrom, nr == o.nr_readv, nr == o.nr_recvmsg)
+    } else {
+        (nr == o.nr_write || nr == o.nr_sendto, nr == o.nr_writev, nr == o.nr_sendmsg)
+    };
+    let (ptr, nsegs) = if plain {
+        (a[1], 0)
+    } else if vec {
+        (a[1], a[2])
+    } else if msg {
+        // struct user_msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov; size_t msg_iovlen; … }
+        let v = unsafe { bpf_probe_read_user((a[1] + 16) as *const [u64; 2]) }.ok()?;
+        (v[0], v[1])
+    } else {
+        return None;
+    };
+    if nsegs == 0 && !plain {
+        return None;
+    }
+    Some(Src {
+        ptr,
+        nsegs,
+        iov_in_kernel: false,
+        skip: 0,
+    })
+}
+
+#[inline(always)]
+fn sock_moved(sk: u64, ret: i64, flags: i64, dir: u8) {
+    if ret <= 0 || sk == 0 || (dir == DIR_INGRESS && flags & MSG_PEEK != 0) {
+        return;
+    }
+    let Some(st) = settings() else { return };
+    let o = OFFSETS.load();
+    let Some(p) = conn_for(&o, st, sk, HOOK_SOCKET_TP) else { return };
+    let c = unsafe { &mut *p };
+    announce(c, st, sk, HOOK_SOCKET_TP);
+    if !verdict(c, st) {
+        stat(STAT_FILTERED);
+        return;
+    }
+    match syscall_args(&o).and_then(|(nr, a)| syscall_src(&o, dir, nr, a)) {
+        Some(src) => capture(sk, c, st, dir, src, ret as u64, HOOK_SOCKET_TP),
+        None => emit_meta(sk, c, EV_GAP, dir, ret as u32, HOOK_SOCKET_TP),
+    }
+}
+
+/// trace_sock_send_length(struct sock *sk, int ret, int flags)
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn rtp_sock_send(ctx: RawTracePointContext) -> u32 {
+    let ret: u64 = ctx.arg(1);
+    sock_moved(ctx.arg(0), ret as i32 as i64, 0, DIR_EGRESS);
+    0
+}
+
+/// trace_sock_recv_length(struct sock *sk, int ret, int flags)
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn rtp_sock_recv(ctx: RawTracePointContext) -> u32 {
+    let ret: u64 = ctx.arg(1);
+    let flags: u64 = ctx.arg(2);
+    sock_moved(ctx.arg(0), ret as i32 as i64, flags as i32 as i64, DIR_INGRESS);
+    0
+}
+
+/// trace_inet_sock_set_state(const struct sock *sk, const int oldstate, const int newstate).
+/// Connections open lazily at their first transfer (in the process's context, with its
+/// pid); here: listeners for role inference, and the end of a connection — LAST_ACK
+/// (closed after the peer) or CLOSE. FIN_WAIT1 is not an end: after shutdown(SHUT_WR) the
+/// process may still read.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn rtp_sock_state(ctx: RawTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    let (old, new): (u64, u64) = (ctx.arg(1), ctx.arg(2));
+    let (old, new) = (old as u32 as u64, new as u32 as u64);
+    if new == TCP_ESTABLISHED {
+        // Passive opens come from SYN_RECV, active ones from SYN_SENT: the role, known
+        // even for listeners that predate the probe. Often in softirq: no Open here.
+        let role = match old {
+            TCP_SYN_RECV => ROLE_SERVER,
+            TCP_SYN_SENT => ROLE_CLIENT,
+            _ => 0,
+        };
+        if configured().is_some() && CONNS.get_ptr_mut(&sk).is_none() {
+            let _ = track_conn(&OFFSETS.load(), sk, role);
+        }
+    } else if new == TCP_CLOSE || new == TCP_LAST_ACK {
+        close_conn(sk, HOOK_SOCKET_TP);
+    } else if new == TCP_LISTEN {
+        sk_listening(sk);
+    }
+    0
+}
+
+// ---------------------------------------------------------------------------------------
 // Socket-layer hooks (fentry/fexit and kprobes): the same core, reached from kernel
 // functions instead of syscalls. Not loadable on kernels that refuse tracing programs /
 // lack CONFIG_KPROBES; the loader falls back to the tracepoints.
@@ -889,8 +1058,8 @@ fn sock_send(sock: u64, msg: u64, hook: u8) {
 }
 
 #[inline(always)]
-fn sock_recv_entry(sock: u64, msg: u64) {
-    if settings().is_none() {
+fn sock_recv_entry(sock: u64, msg: u64, flags: i64) {
+    if settings().is_none() || flags & MSG_PEEK != 0 {
         return;
     }
     let o = OFFSETS.load();
@@ -957,7 +1126,8 @@ pub fn fentry_sendmsg(ctx: FEntryContext) -> u32 {
 /// int sock_recvmsg(struct socket *sock, struct msghdr *msg, int flags)
 #[fentry(function = "sock_recvmsg")]
 pub fn fentry_recvmsg(ctx: FEntryContext) -> u32 {
-    sock_recv_entry(ctx.arg(0), ctx.arg(1));
+    let flags: u64 = ctx.arg(2);
+    sock_recv_entry(ctx.arg(0), ctx.arg(1), flags as i32 as i64);
     0
 }
 
@@ -1014,8 +1184,8 @@ pub fn kprobe_sendmsg(ctx: ProbeContext) -> u32 {
 
 #[kprobe]
 pub fn kprobe_recvmsg(ctx: ProbeContext) -> u32 {
-    if let (Some(sock), Some(msg)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) {
-        sock_recv_entry(sock, msg);
+    if let (Some(sock), Some(msg), Some(flags)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1), ctx.arg::<u64>(2)) {
+        sock_recv_entry(sock, msg, flags as i32 as i64);
     }
     0
 }

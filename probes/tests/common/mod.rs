@@ -107,9 +107,24 @@ pub struct Capture {
     pub name: String,
 }
 
+thread_local! {
+    /// `hook` of the captures this test thread starts (unset: the source's default).
+    static HOOK: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
+/// Run `case` with every capture on this hook family (`hook = "..."`).
+pub fn on_hook(hook: &'static str, case: fn()) {
+    HOOK.with(|h| h.set(Some(hook)));
+    case();
+}
+
 pub fn config_text(name: &str, source_keys: &str) -> String {
+    let hook = HOOK
+        .with(|h| h.get())
+        .map(|h| format!("hook = \"{h}\"\n"))
+        .unwrap_or_default();
     format!(
-        "[sources.cap]\ntype = \"ebpf_socket\"\n{source_keys}\n\n[sinks.out]\ntype = \"store\"\ninputs = [\"cap\"]\nname = \"{name}\"\n"
+        "[sources.cap]\ntype = \"ebpf_socket\"\n{hook}{source_keys}\n\n[sinks.out]\ntype = \"store\"\ninputs = [\"cap\"]\nname = \"{name}\"\n"
     )
 }
 
