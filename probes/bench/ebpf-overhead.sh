@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Overhead of the ebpf_socket source (benchmark, not a test). Run as root after
 # scripts/setup.d/10-ebpf.sh. Alternates rounds without and with capture against nginx
-# (sendfile off, one worker) on loopback, with wrk at full speed and wrk paced to a steady
-# rate. Prints the figures docs/bench-ebpf.md reports.
+# (sendfile off, one worker) on loopback:
+#   max    wrk at full speed: throughput with capture / without (the ratio);
+#   steady h2load --rps at a fixed rate (open loop: requests go out on schedule, not
+#          after the previous answer): what capture costs the server per request at that
+#          rate, and whether the ring drops anything.
+# Every round reports nginx's CPU µs per request; capture rounds also perisco's.
 #
 #   MODE=source   (default) the ebpf_socket source into a counting sink
 #                 (probes/examples/capture_bench.rs, release build)
 #   MODE=pipeline the perisco binary: ebpf_socket → parse → match → file
 #                 (PERISCO_BIN, default target/release/perisco)
-#   ROUNDS=5 DURATION=10 CONNS=32 RATE=20000 (paced rounds; 0 disables them)
+#   ROUNDS=5 DURATION=10 CONNS=32 RATE=20000 (steady rounds; 0 disables them)
+#   HOOK=auto     the source's `hook` (auto, tracepoint, syscall_tracepoint, …)
 set -euo pipefail
 MODE=${MODE:-source}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
 RATE=${RATE:-20000}
+HOOK=${HOOK:-auto}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d)
@@ -44,21 +50,22 @@ CONF
 nginx -c "$WORK/nginx.conf" & NGINX=$!
 sleep 1
 
-# wrk paced by a per-connection delay: CONNS connections each waiting CONNS/RATE s between requests.
-DELAY_MS=$(python3 -c "print(0.0 if $RATE == 0 else max(0.0, 1000.0*$CONNS/$RATE))")
-cat >"$WORK/paced.lua" <<LUA
-function delay() return $DELAY_MS end
-LUA
-
-run_wrk() { # $1 = extra args; prints requests/s
-  wrk -t1 -c"$CONNS" -d"${DURATION}s" $1 "http://127.0.0.1:$PORT/index.html" | awk '/Requests\/sec/ {print $2}'
+run_load() { # $1 = max | steady; prints requests/s
+  local url="http://127.0.0.1:$PORT/index.html"
+  if [[ $1 == max ]]; then
+    wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" | awk '/Requests\/sec/ {print $2}'
+  else
+    local per_conn; per_conn=$(python3 -c "print(max(1, round($RATE / $CONNS)))")
+    h2load --h1 -c"$CONNS" --rps="$per_conn" -D"$DURATION" "$url" | awk '/^finished in/ {print $4}'
+  fi
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 start_capture() {
   if [[ $MODE == source ]]; then
-    coproc CAPP { exec "$BENCH_BIN" "ports = [$PORT]" 2>"$WORK/capture.log"; }
+    coproc CAPP { exec "$BENCH_BIN" "ports = [$PORT]
+hook = \"$HOOK\"" 2>"$WORK/capture.log"; }
     CAP=$CAPP_PID
     read -r line <&"${CAPP[0]}"   # "attached"
     START_TICKS=$(cpu_ticks "$CAP")
@@ -68,6 +75,7 @@ start_capture() {
 address = "127.0.0.1:$API"
 [sources.capture]
 type = "ebpf_socket"
+hook = "$HOOK"
 ports = [$PORT]
 [transforms.l7]
 type = "parse"
@@ -103,19 +111,18 @@ stop_capture() { # writes "cpu_seconds peak_rss_kib ring_dropped" to $WORK/stop 
   echo "$(python3 -c "print($ticks/$(getconf CLK_TCK))") $hwm ${drops:-0}" >"$WORK/stop"
 }
 
-echo "mode=$MODE rounds=$ROUNDS duration=${DURATION}s conns=$CONNS paced_rate=$RATE nginx=127.0.0.1:$PORT"
-echo "round,kind,load,req_per_s,capture_cpu_s,cpu_us_per_req,peak_rss_kib,ring_dropped"
+echo "mode=$MODE hook=$HOOK rounds=$ROUNDS duration=${DURATION}s conns=$CONNS steady_rate=$RATE nginx=127.0.0.1:$PORT"
+echo "round,kind,load,req_per_s,nginx_cpu_us_per_req,capture_cpu_s,cpu_us_per_req,peak_rss_kib,ring_dropped"
+us_per_req() { python3 -c "print(round($1 * 1e6 / ($2 * $DURATION), 2))"; }
 for r in $(seq 1 "$ROUNDS"); do
-  for load in max paced; do
-    [[ $load == paced && $RATE == 0 ]] && continue
-    args=""; [[ $load == paced ]] && args="-s $WORK/paced.lua"
-    base=$(run_wrk "$args")
-    echo "$r,off,$load,$base,,,,"
+  for load in max steady; do
+    [[ $load == steady && $RATE == 0 ]] && continue
+    n0=$(cpu_ticks "$NGINX"); base=$(run_load $load); n1=$(cpu_ticks "$NGINX")
+    echo "$r,off,$load,$base,$(us_per_req "($n1 - $n0) / $(getconf CLK_TCK)" "$base"),,,,"
     start_capture
-    probed=$(run_wrk "$args")
+    n0=$(cpu_ticks "$NGINX"); probed=$(run_load $load); n1=$(cpu_ticks "$NGINX")
     stop_capture
     read -r cpu hwm drops <"$WORK/stop"
-    per=$(python3 -c "print(round($cpu*1e6/($probed*$DURATION),2))")
-    echo "$r,on,$load,$probed,$cpu,$per,$hwm,$drops"
+    echo "$r,on,$load,$probed,$(us_per_req "($n1 - $n0) / $(getconf CLK_TCK)" "$probed"),$cpu,$(us_per_req "$cpu" "$probed"),$hwm,$drops"
   done
 done
