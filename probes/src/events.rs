@@ -1,7 +1,7 @@
 //! Ring-buffer records → `SocketData` events: chunks joined into messages, connections
 //! numbered, kernel loss turned into `Gap` events, process info attached.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,9 +41,9 @@ struct Conn {
 /// Per-source state turning records into events.
 pub struct Assembler {
     /// (sk, cookie) → connection
-    conns: HashMap<(u64, u64), Conn>,
+    conns: FastMap<(u64, u64), Conn>,
     /// sk → cookie of the live connection on that socket (sockets are reused)
-    by_sk: HashMap<u64, u64>,
+    by_sk: FastMap<u64, u64>,
     next_id: u64,
     procs: crate::procinfo::ProcCache,
     /// CLOCK_REALTIME - CLOCK_MONOTONIC, ns
@@ -78,8 +78,8 @@ fn addr(family: u16, a: &[u8; 16], port: u16) -> SocketAddr {
 impl Assembler {
     pub fn new() -> Self {
         let mut a = Assembler {
-            conns: HashMap::new(),
-            by_sk: HashMap::new(),
+            conns: FastMap::default(),
+            by_sk: FastMap::default(),
             next_id: 1,
             procs: Default::default(),
             wall_offset: 0,
@@ -365,6 +365,34 @@ pub(crate) mod tests {
         assert_eq!(d.process.pid, std::process::id());
         assert!(d.ts_ns > 1_600_000_000_000_000_000, "wall clock, got {}", d.ts_ns);
         assert_eq!(a.connections(), 0);
+    }
+
+    /// The socket tracepoints may see a close in softirq context, on whatever task was
+    /// interrupted: the close keeps the process of the connection's data.
+    #[test]
+    fn a_close_seen_on_another_task_keeps_the_connections_process() {
+        let mut a = Assembler::new();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        a.push(
+            &record(EV_DATA, 1, 7, DIR_INGRESS, 5, 0, b"GET /", FLAG_LAST),
+            now,
+            &mut out,
+        )
+        .unwrap();
+        let mut close = record(EV_CLOSE, 1, 7, DIR_INGRESS, 0, 0, b"", FLAG_LAST);
+        // The idle task (pid 0) was interrupted.
+        let at = std::mem::offset_of!(EventHdr, pid_tgid);
+        close[at..at + 8].copy_from_slice(&0u64.to_ne_bytes());
+        a.push(&close, now, &mut out).unwrap();
+        let kinds: Vec<_> = out.iter().map(|e| socket(e).kind).collect();
+        assert_eq!(
+            kinds,
+            [SocketEventKind::Open, SocketEventKind::Data, SocketEventKind::Close]
+        );
+        for e in &out {
+            assert_eq!(socket(e).process.pid, std::process::id(), "{:?}", socket(e).kind);
+        }
     }
 
     #[test]

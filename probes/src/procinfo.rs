@@ -1,6 +1,6 @@
 //! pid → process name and container id, from /proc, cached per pid.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,14 +12,14 @@ const TTL: Duration = Duration::from_secs(30);
 const MAX_ENTRIES: usize = 8192;
 
 pub struct ProcCache {
-    entries: HashMap<u32, (Arc<ProcessInfo>, Instant)>,
+    entries: FastMap<u32, (Arc<ProcessInfo>, Instant)>,
     proc_root: std::path::PathBuf,
 }
 
 impl Default for ProcCache {
     fn default() -> Self {
         ProcCache {
-            entries: HashMap::new(),
+            entries: FastMap::default(),
             proc_root: "/proc".into(),
         }
     }

@@ -1,7 +1,7 @@
 //! The running `ebpf_socket` source: loads the probe, reads the ring buffer, sends
 //! batches without ever blocking, applies filter reloads in place, detaches on shutdown.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -119,7 +119,7 @@ impl EbpfSocket {
 struct Sender {
     batch_size: usize,
     batch: Vec<Event>,
-    lost: HashMap<(u64, Direction), u64>,
+    lost: FastMap<(u64, Direction), u64>,
     m: Metrics,
 }
 
@@ -229,7 +229,7 @@ impl Source for EbpfSocket {
             let mut tx = Sender {
                 batch_size: cfg.batch_size,
                 batch: Vec::new(),
-                lost: HashMap::new(),
+                lost: FastMap::default(),
                 m: m.clone(),
             };
             let mut last_stats = KernelStats::default();
