@@ -270,7 +270,7 @@ impl Msg {
                     info.response_bytes = Some(g.framing.bytes);
                 }
             }
-            info
+            Box::new(info)
         });
         let body_kind = match self.kind {
             Kind::Request => L7Body::Request(HttpRequest {

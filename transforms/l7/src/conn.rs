@@ -259,7 +259,8 @@ impl Conn {
         c: &mut ConnCounters,
         out: &mut Vec<L7Message>,
     ) {
-        let Some(info) = self.info.clone() else { return };
+        // Borrowed, not cloned: an `Arc` clone is two atomic operations per write.
+        let Some(info) = &self.info else { return };
         match &mut self.proto {
             Proto::Http1 { p, early_h2 } => {
                 if from_client && let Some(e) = early_h2 {
@@ -271,7 +272,7 @@ impl Conn {
                 let errors = p.counters();
                 let next = p.feed(flow, data, ts_ns, &mut s.h1);
                 account_h1(errors, p.counters(), c);
-                emit_h1(&info, &mut s.h1, out);
+                emit_h1(info, &mut s.h1, out);
                 match next {
                     Next::Continue => {}
                     Next::Opaque => {
@@ -311,14 +312,14 @@ impl Conn {
         if n == 0 {
             return;
         }
-        let Some(info) = self.info.clone() else { return };
+        let Some(info) = &self.info else { return };
         match &mut self.proto {
             Proto::Http1 { p, .. } => {
                 let flow = if from_client { Flow::ToServer } else { Flow::ToClient };
                 let before = p.counters();
                 p.missing(flow, n, &mut s.h1);
                 account_h1(before, p.counters(), c);
-                emit_h1(&info, &mut s.h1, out);
+                emit_h1(info, &mut s.h1, out);
             }
             Proto::Http2(h2) => {
                 let side = if from_client { Side::Client } else { Side::Server };

@@ -35,12 +35,17 @@ impl Redactor {
     pub fn apply(&self, headers: &mut [Header]) -> usize {
         let mut n = 0;
         for h in headers {
+            if self.lengths & (1u64 << (h.key.len() % 64)) == 0 {
+                continue;
+            }
+            // First byte before the whole name: "Accept" and "Server" have the length of
+            // "cookie", "Connection" and "User-Agent" that of "set-cookie".
             let key = h.key.as_bytes();
-            if self.lengths & (1u64 << (key.len() % 64)) != 0
-                && self
-                    .names
-                    .iter()
-                    .any(|name| name.len() == key.len() && key.eq_ignore_ascii_case(name))
+            let first = key.first().map(u8::to_ascii_lowercase);
+            if self
+                .names
+                .iter()
+                .any(|name| name.len() == key.len() && name.first().copied() == first && key.eq_ignore_ascii_case(name))
             {
                 h.value = Text::const_new(REDACTED);
                 n += 1;

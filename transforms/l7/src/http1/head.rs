@@ -117,9 +117,10 @@ pub(super) fn headers_vec(headers: &[httparse::Header<'_>], src: &[u8], head: Op
         .collect()
 }
 
-/// The head as text when it is valid UTF-8.
+/// The head as text when it is valid UTF-8. simdutf8: std's check was ~5 % of an
+/// exchange's instructions (a head is a few hundred bytes, almost always ASCII).
 fn head_text(src: &[u8], len: usize) -> Option<&str> {
-    std::str::from_utf8(src.get(..len)?).ok()
+    simdutf8::basic::from_utf8(src.get(..len)?).ok()
 }
 
 pub(super) fn parse_request(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed {
