@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -45,12 +46,13 @@ pub struct Record {
     pub client_service: Option<Box<ServiceRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_service: Option<Box<ServiceRef>>,
-    /// Process name of `pid`, when known.
+    /// Process name of `pid`, when known. Shared with the connection's process info (a
+    /// reference count, not a string copy per record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comm: Option<String>,
+    pub comm: Option<Arc<str>>,
     /// Container id of `pid`, when known (used to enrich hostNetwork pods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container_id: Option<String>,
+    pub container_id: Option<Arc<str>>,
     /// Node that captured the exchange, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -139,9 +141,10 @@ pub struct HttpRequest {
     /// Body length in bytes as seen on the wire (after de-chunking), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_bytes: Option<u64>,
-    /// Captured body (only with `max_body_bytes` > 0), lossy UTF-8.
+    /// Captured body (only with `max_body_bytes` > 0), lossy UTF-8. A boxed `str`: 8 bytes
+    /// less than a `String` in every message and record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
+    pub body: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -154,7 +157,7 @@ pub struct HttpResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
+    pub body: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,8 +359,12 @@ mod tests {
             ("L7Message", size_of::<crate::event::L7Message>()),
         ];
         eprintln!("{sizes:?}");
-        assert!(sizes[0].1 <= 512, "{sizes:?}");
-        assert!(sizes[2].1 <= 256, "{sizes:?}");
+        assert!(sizes[0].1 <= 448, "{sizes:?}");
+        // Boxed by `parse`. The binary's allocator (mimalloc v3, through the `mimalloc`
+        // crate) takes a slow over-allocating path for a size that is not a power of two
+        // when size + 7 falls in the next size class: 192 bytes did (~150 instructions per
+        // allocation instead of ~40); 184 does not.
+        assert!(sizes[2].1 <= 184, "{sizes:?}");
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub fn record_from_document(doc: &Map<String, Value>) -> Option<Record> {
         server: v("server").map(endpoint).map(Box::new),
         client_service: v("clientService").and_then(service).map(Box::new),
         server_service: v("serverService").and_then(service).map(Box::new),
-        comm: v("comm").and_then(Value::as_str).map(str::to_owned),
+        comm: v("comm").and_then(Value::as_str).map(Into::into),
         container_id: None,
         node: v("node").and_then(Value::as_str).map(str::to_owned),
         incomplete: v("incomplete")

@@ -385,8 +385,8 @@ pub fn build_record(
         server: None,
         client_service: None,
         server_service: None,
-        comm: conn.process.comm.as_deref().map(str::to_owned),
-        container_id: conn.process.container_id.as_deref().map(str::to_owned),
+        comm: conn.process.comm.clone(),
+        container_id: conn.process.container_id.clone(),
         node: None,
         incomplete: Vec::new(),
     });
