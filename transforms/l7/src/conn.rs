@@ -463,20 +463,21 @@ fn account_h1(before: http1::Http1Counters, after: http1::Http1Counters, c: &mut
 }
 
 fn emit_h1(info: &Arc<ConnInfo>, msgs: &mut Vec<Http1Message>, out: &mut Vec<L7Message>) {
-    for m in msgs.drain(..) {
+    // `extend` builds each message in `out`'s buffer (a push would copy it there).
+    out.extend(msgs.drain(..).map(|m| {
         let (body, reason) = match m.head {
             Head::Request(r) => (L7Body::Request(r), perisco_h2::reason::REQUEST_TRUNCATED),
             Head::Response(r) => (L7Body::Response(r), perisco_h2::reason::RESPONSE_TRUNCATED),
         };
-        out.push(L7Message {
+        L7Message {
             conn: info.clone(),
             ts_ns: m.ts_ns,
             stream_id: m.upgrade_h2c.then_some(1),
             body,
             grpc: None,
             incomplete: if m.truncated { vec![reason.into()] } else { Vec::new() },
-        });
-    }
+        }
+    }));
 }
 
 /// Headers of a message, for redaction.
