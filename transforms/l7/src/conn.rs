@@ -7,12 +7,15 @@ use perisco_engine::event::{ConnInfo, Direction, HttpRequest, HttpResponse, L7Bo
 use perisco_h2::{Http2Conn, Http2Options, Side};
 
 use crate::http1::{self, Flow, Head, Http1Conn, Http1Limits, Http1Message, Looks, Next};
+use crate::redact::Redactor;
 
-/// Limits shared by every connection of one `parse` transform.
-#[derive(Debug, Clone, Copy)]
+/// Limits (and the redactor) shared by every connection of one `parse` transform.
+#[derive(Debug, Clone)]
 pub(crate) struct ConnLimits {
     pub http1: Http1Limits,
     pub http2: Http2Options,
+    /// HTTP/1 heads are redacted as they are parsed; `Parser` redacts HTTP/2 messages.
+    pub redactor: Arc<Redactor>,
 }
 
 /// What happened while feeding, for metrics.
@@ -25,6 +28,8 @@ pub(crate) struct ConnCounters {
     pub skipped_unknown: u64,
     pub skipped_resync: u64,
     pub gaps: u64,
+    /// Header values redacted while parsing HTTP/1 heads.
+    pub redacted: u64,
 }
 
 /// Bytes of a direction kept while the protocol is undecided (a preface is 24 bytes).
@@ -229,7 +234,7 @@ impl Conn {
         };
         self.proto = match verdict {
             Detected::Http1 { .. } => Proto::Http1 {
-                p: Box::new(Http1Conn::new(lim.http1)),
+                p: Box::new(Http1Conn::with_redactor(lim.http1, lim.redactor.clone())),
                 early_h2: None,
             },
             _ => Proto::Http2(Box::new(Http2Conn::new(info, lim.http2))),
@@ -460,6 +465,7 @@ fn feed_h2(
 fn account_h1(before: http1::Http1Counters, after: http1::Http1Counters, c: &mut ConnCounters) {
     c.http1_errors += after.errors - before.errors;
     c.skipped_resync += after.skipped_bytes - before.skipped_bytes;
+    c.redacted += after.redacted - before.redacted;
 }
 
 fn emit_h1(info: &Arc<ConnInfo>, msgs: &mut Vec<Http1Message>, out: &mut Vec<L7Message>) {

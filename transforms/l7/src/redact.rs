@@ -31,22 +31,25 @@ impl Redactor {
         self.names.is_empty()
     }
 
-    /// Replace the value of every listed header; returns how many were replaced.
+    /// Is `name` (any case) listed?
+    pub fn matches(&self, name: &[u8]) -> bool {
+        if self.lengths & (1u64 << (name.len() % 64)) == 0 {
+            return false;
+        }
+        // First byte before the whole name: "Accept" and "Server" have the length of
+        // "cookie", "Connection" and "User-Agent" that of "set-cookie".
+        let first = name.first().map(u8::to_ascii_lowercase);
+        self.names
+            .iter()
+            .any(|n| n.len() == name.len() && n.first().copied() == first && name.eq_ignore_ascii_case(n))
+    }
+
+    /// Replace the value of every listed header; returns how many were replaced (a value
+    /// that already is [`REDACTED`] is not counted again).
     pub fn apply(&self, headers: &mut [Header]) -> usize {
         let mut n = 0;
         for h in headers {
-            if self.lengths & (1u64 << (h.key.len() % 64)) == 0 {
-                continue;
-            }
-            // First byte before the whole name: "Accept" and "Server" have the length of
-            // "cookie", "Connection" and "User-Agent" that of "set-cookie".
-            let key = h.key.as_bytes();
-            let first = key.first().map(u8::to_ascii_lowercase);
-            if self
-                .names
-                .iter()
-                .any(|name| name.len() == key.len() && name.first().copied() == first && key.eq_ignore_ascii_case(name))
-            {
+            if self.matches(h.key.as_bytes()) && h.value != REDACTED {
                 h.value = Text::const_new(REDACTED);
                 n += 1;
             }

@@ -8,6 +8,7 @@ use memchr::memmem;
 use perisco_engine::event::{Header, HttpRequest, HttpResponse, Text};
 
 use super::{Cx, Flow, Head, Http1Message, MAX_HEADERS, RequestMeta};
+use crate::redact::{REDACTED, Redactor};
 
 pub(super) fn parser_config() -> httparse::ParserConfig {
     let mut c = httparse::ParserConfig::default();
@@ -101,16 +102,27 @@ pub(super) fn protocol(version: Option<u8>) -> Cow<'static, str> {
 /// Owned copies of the header fields, and what they say about framing (one pass over
 /// them). `head` is the whole head when it is valid UTF-8 (checked once: values are almost
 /// always ASCII), so each value is a slice of it rather than a UTF-8 check of its own.
+/// Values of headers the redactor lists are replaced here; the last item is how many.
 pub(super) fn read_headers(
     headers: &[httparse::Header<'_>],
     src: &[u8],
     head: Option<&str>,
-) -> (Vec<Header>, HeaderFacts) {
+    redactor: Option<&Redactor>,
+) -> (Vec<Header>, HeaderFacts, u64) {
     let base = src.as_ptr() as usize;
     let mut facts = HeaderFacts::default();
     let mut out = Vec::with_capacity(headers.len());
+    let mut redacted = 0;
     for h in headers {
         facts.note(h);
+        if redactor.is_some_and(|r| r.matches(h.name.as_bytes())) && h.value != REDACTED.as_bytes() {
+            redacted += 1;
+            out.push(Header {
+                key: Text::from(h.name),
+                value: Text::const_new(REDACTED),
+            });
+            continue;
+        }
         let start = (h.value.as_ptr() as usize).wrapping_sub(base);
         let value = head
             .and_then(|t| t.get(start..start.checked_add(h.value.len())?))
@@ -121,7 +133,7 @@ pub(super) fn read_headers(
             value,
         });
     }
-    (out, facts)
+    (out, facts, redacted)
 }
 
 /// The head as text when it is valid UTF-8. simdutf8: std's check was ~5 % of an
@@ -139,7 +151,7 @@ pub(super) fn parse_request(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed {
         Err(_) => return Parsed::Error,
     };
     let method = req.method.unwrap_or_default();
-    let (headers, f) = read_headers(req.headers, src, head_text(src, len));
+    let (headers, f, redacted) = read_headers(req.headers, src, head_text(src, len), cx.redactor);
     let framing = if f.bad_length || f.other_encoding {
         return Parsed::Error;
     } else if f.chunked {
@@ -154,6 +166,7 @@ pub(super) fn parse_request(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed {
     };
     push_pending(cx, meta);
     *cx.h2c_offered |= meta.upgrade_h2c;
+    cx.counters.redacted += redacted;
     let msg = Http1Message {
         ts_ns,
         head: Head::Request(HttpRequest {
@@ -198,7 +211,7 @@ pub(super) fn parse_response(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed 
             msg: None,
         };
     }
-    let (headers, f) = read_headers(resp.headers, src, head_text(src, len));
+    let (headers, f, redacted) = read_headers(resp.headers, src, head_text(src, len), cx.redactor);
     let meta = cx.pending.pop_front().unwrap_or_default();
     if meta.upgrade_h2c && code != 101 {
         *cx.h2c_offered = false;
@@ -223,6 +236,7 @@ pub(super) fn parse_response(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed 
     } else {
         f.content_length.map_or(Framing::UntilClose, Framing::Length)
     };
+    cx.counters.redacted += redacted;
     let msg = Http1Message {
         ts_ns,
         head: Head::Response(HttpResponse {
