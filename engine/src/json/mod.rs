@@ -216,8 +216,18 @@ impl<'p> Writer<'_> {
         self.object(&mut o, key!("l7"), Some(&r.l7), Self::l7);
         self.object(&mut o, key!("client"), r.client.as_deref(), Self::endpoint);
         self.object(&mut o, key!("server"), r.server.as_deref(), Self::endpoint);
-        self.object(&mut o, key!("clientService"), r.client_service.as_deref(), Self::service);
-        self.object(&mut o, key!("serverService"), r.server_service.as_deref(), Self::service);
+        self.object(
+            &mut o,
+            key!("clientService"),
+            r.client_service.as_deref(),
+            Self::service,
+        );
+        self.object(
+            &mut o,
+            key!("serverService"),
+            r.server_service.as_deref(),
+            Self::service,
+        );
         self.field(&mut o, key!("comm"), r.comm.as_deref(), Self::string);
         self.field(&mut o, key!("containerId"), r.container_id.as_deref(), Self::string);
         self.field(&mut o, key!("node"), r.node.as_deref(), Self::string);

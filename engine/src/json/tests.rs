@@ -79,8 +79,16 @@ fn full() -> Record {
         &[("Accept", "application/json"), ("User-Agent", "curl/7.88.1")],
     ));
     r.l7.response = Some(response(200, &[("Server", "WEBrick"), ("Content-Length", "42")]));
-    r.client = Some(Box::new(endpoint("webapp-5f459f867b-2zbx8", &["app=webapp", "tier=front"], None)));
-    r.server = Some(Box::new(endpoint("books-0", &["app=books"], Some(("books", "StatefulSet")))));
+    r.client = Some(Box::new(endpoint(
+        "webapp-5f459f867b-2zbx8",
+        &["app=webapp", "tier=front"],
+        None,
+    )));
+    r.server = Some(Box::new(endpoint(
+        "books-0",
+        &["app=books"],
+        Some(("books", "StatefulSet")),
+    )));
     r.client_service = Some(Box::new(ServiceRef {
         name: "webapp".into(),
         namespace: "default".into(),

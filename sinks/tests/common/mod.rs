@@ -89,20 +89,24 @@ pub fn records(n: usize, start: u32) -> Vec<Event> {
                         kind: "Deployment".into(),
                     }),
                 })),
-                server: ns.map(|ns| Box::new(Endpoint {
-                    namespace: Some(ns.into()),
-                    labels: vec!["app=books".into()],
-                    pod_name: Some(format!("books-675456b8d-{seq}")),
-                    workload: None,
-                })),
+                server: ns.map(|ns| {
+                    Box::new(Endpoint {
+                        namespace: Some(ns.into()),
+                        labels: vec!["app=books".into()],
+                        pod_name: Some(format!("books-675456b8d-{seq}")),
+                        workload: None,
+                    })
+                }),
                 client_service: Some(Box::new(ServiceRef {
                     name: "webapp".into(),
                     namespace: "default".into(),
                 })),
-                server_service: ns.map(|ns| Box::new(ServiceRef {
-                    name: "books".into(),
-                    namespace: ns.into(),
-                })),
+                server_service: ns.map(|ns| {
+                    Box::new(ServiceRef {
+                        name: "books".into(),
+                        namespace: ns.into(),
+                    })
+                }),
                 comm: Some("ruby".into()),
                 container_id: None,
                 node: Some("node-1".into()),

@@ -83,7 +83,16 @@ mod tests {
         for name in DEFAULT_REDACT {
             assert!(r.matches(name.as_bytes()) && r.matches(name.to_ascii_uppercase().as_bytes()));
         }
-        for name in ["Accept", "Server", "Connection", "User-Agent", "Host", "Cookie2", "cookies", ""] {
+        for name in [
+            "Accept",
+            "Server",
+            "Connection",
+            "User-Agent",
+            "Host",
+            "Cookie2",
+            "cookies",
+            "",
+        ] {
             assert!(!r.matches(name.as_bytes()), "{name}");
         }
         assert!(!Redactor::new::<&str>(&[]).matches(b"authorization"));
