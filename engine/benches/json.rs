@@ -79,16 +79,16 @@ fn record() -> Record {
             }),
             grpc: None,
         },
-        client: Some(endpoint("webapp-5f459f867b-2zbx8", "webapp", "Deployment")),
-        server: Some(endpoint("books-675456b8d-prpht", "books", "Deployment")),
-        client_service: Some(ServiceRef {
+        client: Some(Box::new(endpoint("webapp-5f459f867b-2zbx8", "webapp", "Deployment"))),
+        server: Some(Box::new(endpoint("books-675456b8d-prpht", "books", "Deployment"))),
+        client_service: Some(Box::new(ServiceRef {
             name: "webapp".into(),
             namespace: "shop".into(),
-        }),
-        server_service: Some(ServiceRef {
+        })),
+        server_service: Some(Box::new(ServiceRef {
             name: "books".into(),
             namespace: "shop".into(),
-        }),
+        })),
         comm: Some("ruby".into()),
         container_id: Some("3f1c9a7be0d24c55a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8".into()),
         node: Some("node-1".into()),

@@ -251,7 +251,7 @@ pub struct L7Message {
     pub body: L7Body,
     /// gRPC details known from this message (service/method on requests, status on responses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grpc: Option<GrpcInfo>,
+    pub grpc: Option<Box<GrpcInfo>>,
     /// What this message does not know (e.g. "request_truncated", "hpack_unknown_index").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incomplete: Vec<Incomplete>,

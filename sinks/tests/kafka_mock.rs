@@ -117,7 +117,7 @@ async fn kafka_mock_oversized_messages_are_counted_not_retried() {
         if let perisco_engine::event::Event::Record(r) = e
             && let Some(req) = r.l7.request.as_mut()
         {
-            req.http.body = Some("x".repeat(2000));
+            req.http.body = Some("x".repeat(2000).into());
         }
     }
     tx.send(events).await.unwrap();

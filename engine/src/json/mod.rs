@@ -214,10 +214,20 @@ impl<'p> Writer<'_> {
         self.object(&mut o, key!("ip"), Some(&r.ip), Self::ip_info);
         self.object(&mut o, key!("l4"), Some(&r.l4), Self::l4);
         self.object(&mut o, key!("l7"), Some(&r.l7), Self::l7);
-        self.object(&mut o, key!("client"), r.client.as_ref(), Self::endpoint);
-        self.object(&mut o, key!("server"), r.server.as_ref(), Self::endpoint);
-        self.object(&mut o, key!("clientService"), r.client_service.as_ref(), Self::service);
-        self.object(&mut o, key!("serverService"), r.server_service.as_ref(), Self::service);
+        self.object(&mut o, key!("client"), r.client.as_deref(), Self::endpoint);
+        self.object(&mut o, key!("server"), r.server.as_deref(), Self::endpoint);
+        self.object(
+            &mut o,
+            key!("clientService"),
+            r.client_service.as_deref(),
+            Self::service,
+        );
+        self.object(
+            &mut o,
+            key!("serverService"),
+            r.server_service.as_deref(),
+            Self::service,
+        );
         self.field(&mut o, key!("comm"), r.comm.as_deref(), Self::string);
         self.field(&mut o, key!("containerId"), r.container_id.as_deref(), Self::string);
         self.field(&mut o, key!("node"), r.node.as_deref(), Self::string);
@@ -261,7 +271,7 @@ impl<'p> Writer<'_> {
         });
         self.object(&mut o, key!("request"), l7.request.as_ref(), Self::l7_request);
         self.object(&mut o, key!("response"), l7.response.as_ref(), Self::l7_response);
-        self.object(&mut o, key!("grpc"), l7.grpc.as_ref(), Self::grpc);
+        self.object(&mut o, key!("grpc"), l7.grpc.as_deref(), Self::grpc);
         self.close(o, L7_FIELDS);
     }
 

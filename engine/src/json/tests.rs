@@ -79,16 +79,24 @@ fn full() -> Record {
         &[("Accept", "application/json"), ("User-Agent", "curl/7.88.1")],
     ));
     r.l7.response = Some(response(200, &[("Server", "WEBrick"), ("Content-Length", "42")]));
-    r.client = Some(endpoint("webapp-5f459f867b-2zbx8", &["app=webapp", "tier=front"], None));
-    r.server = Some(endpoint("books-0", &["app=books"], Some(("books", "StatefulSet"))));
-    r.client_service = Some(ServiceRef {
+    r.client = Some(Box::new(endpoint(
+        "webapp-5f459f867b-2zbx8",
+        &["app=webapp", "tier=front"],
+        None,
+    )));
+    r.server = Some(Box::new(endpoint(
+        "books-0",
+        &["app=books"],
+        Some(("books", "StatefulSet")),
+    )));
+    r.client_service = Some(Box::new(ServiceRef {
         name: "webapp".into(),
         namespace: "default".into(),
-    });
-    r.server_service = Some(ServiceRef {
+    }));
+    r.server_service = Some(Box::new(ServiceRef {
         name: "books".into(),
         namespace: "default".into(),
-    });
+    }));
     r.comm = Some("ruby".into());
     r.container_id = Some("0123456789abcdef".into());
     r.node = Some("node-1".into());
@@ -101,7 +109,7 @@ fn table() -> Vec<(&'static str, Record)> {
     let mut r = full();
     r.l7.request.as_mut().unwrap().http.protocol = "HTTP/2".into();
     r.l7.response.as_mut().unwrap().http.protocol = "HTTP/2".into();
-    r.l7.grpc = Some(GrpcInfo {
+    r.l7.grpc = Some(Box::new(GrpcInfo {
         service: "pkg.Svc".into(),
         method: "Get".into(),
         status: Some(0),
@@ -110,15 +118,15 @@ fn table() -> Vec<(&'static str, Record)> {
         response_messages: Some(3),
         request_bytes: Some(12),
         response_bytes: Some(u64::MAX),
-    });
+    }));
     t.push(("grpc all fields", r));
 
     let mut r = base();
-    r.l7.grpc = Some(GrpcInfo {
+    r.l7.grpc = Some(Box::new(GrpcInfo {
         service: "a.B".into(),
         method: "C".into(),
         ..Default::default()
-    });
+    }));
     t.push(("grpc minimal", r));
 
     let mut r = base();
@@ -172,19 +180,19 @@ fn table() -> Vec<(&'static str, Record)> {
     ));
     r.comm = Some("\"".into());
     r.node = Some("\\".into());
-    r.client = Some(Endpoint {
+    r.client = Some(Box::new(Endpoint {
         labels: vec!["k=\"v\"".into(), "\u{1}".into()],
         ..Default::default()
-    });
+    }));
     t.push(("every escape and non-ASCII", r));
 
     let mut r = base();
-    r.client = Some(Endpoint::default());
-    r.server = Some(Endpoint {
+    r.client = Some(Box::new(Endpoint::default()));
+    r.server = Some(Box::new(Endpoint {
         workload: Some(Workload::default()),
         ..Default::default()
-    });
-    r.client_service = Some(ServiceRef::default());
+    }));
+    r.client_service = Some(Box::new(ServiceRef::default()));
     t.push(("empty endpoints and services", r));
 
     let mut r = base();
@@ -636,21 +644,23 @@ fn random_record(rng: &mut Rng) -> Record {
                     body: rng.maybe(Rng::text),
                 },
             }),
-            grpc: rng.maybe(|rng| GrpcInfo {
-                service: rng.string().as_str().into(),
-                method: rng.string().as_str().into(),
-                status: rng.maybe(|rng| rng.next() as u32),
-                message: rng.maybe(Rng::text),
-                request_messages: rng.maybe(|rng| rng.next() as u32),
-                response_messages: rng.maybe(|rng| rng.next() as u32),
-                request_bytes: rng.maybe(Rng::next),
-                response_bytes: rng.maybe(Rng::next),
+            grpc: rng.maybe(|rng| {
+                Box::new(GrpcInfo {
+                    service: rng.string().as_str().into(),
+                    method: rng.string().as_str().into(),
+                    status: rng.maybe(|rng| rng.next() as u32),
+                    message: rng.maybe(Rng::text),
+                    request_messages: rng.maybe(|rng| rng.next() as u32),
+                    response_messages: rng.maybe(|rng| rng.next() as u32),
+                    request_bytes: rng.maybe(Rng::next),
+                    response_bytes: rng.maybe(Rng::next),
+                })
             }),
         },
-        client: rng.maybe(random_endpoint),
-        server: rng.maybe(random_endpoint),
-        client_service: rng.maybe(random_service),
-        server_service: rng.maybe(random_service),
+        client: rng.maybe(random_endpoint).map(Box::new),
+        server: rng.maybe(random_endpoint).map(Box::new),
+        client_service: rng.maybe(random_service).map(Box::new),
+        server_service: rng.maybe(random_service).map(Box::new),
         comm: rng.maybe(Rng::text),
         container_id: rng.maybe(Rng::text),
         node: rng.maybe(Rng::text),

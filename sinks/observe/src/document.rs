@@ -77,19 +77,21 @@ pub fn record_from_document(doc: &Map<String, Value>) -> Option<Record> {
             latency_ns: v("l7.latencyNs").and_then(as_u64),
             request: request.map(|http| L7Request { http }),
             response: response.map(|http| L7Response { http }),
-            grpc: v("l7.grpc").map(|g| GrpcInfo {
-                service: str_at(g, "service").unwrap_or_default().into(),
-                method: str_at(g, "method").unwrap_or_default().into(),
-                status: g.get("status").and_then(as_u64).and_then(|n| u32::try_from(n).ok()),
-                message: str_at(g, "message"),
-                ..Default::default()
+            grpc: v("l7.grpc").map(|g| {
+                Box::new(GrpcInfo {
+                    service: str_at(g, "service").unwrap_or_default().into(),
+                    method: str_at(g, "method").unwrap_or_default().into(),
+                    status: g.get("status").and_then(as_u64).and_then(|n| u32::try_from(n).ok()),
+                    message: str_at(g, "message"),
+                    ..Default::default()
+                })
             }),
         },
-        client: v("client").map(endpoint),
-        server: v("server").map(endpoint),
-        client_service: v("clientService").and_then(service),
-        server_service: v("serverService").and_then(service),
-        comm: v("comm").and_then(Value::as_str).map(str::to_owned),
+        client: v("client").map(endpoint).map(Box::new),
+        server: v("server").map(endpoint).map(Box::new),
+        client_service: v("clientService").and_then(service).map(Box::new),
+        server_service: v("serverService").and_then(service).map(Box::new),
+        comm: v("comm").and_then(Value::as_str).map(Into::into),
         container_id: None,
         node: v("node").and_then(Value::as_str).map(str::to_owned),
         incomplete: v("incomplete")

@@ -80,7 +80,7 @@ pub fn records(n: usize, start: u32) -> Vec<Event> {
                     }),
                     grpc: None,
                 },
-                client: Some(Endpoint {
+                client: Some(Box::new(Endpoint {
                     namespace: Some("default".into()),
                     labels: vec!["app=webapp".into()],
                     pod_name: Some("webapp-5f459f867b-2zbx8".into()),
@@ -88,20 +88,24 @@ pub fn records(n: usize, start: u32) -> Vec<Event> {
                         name: "webapp".into(),
                         kind: "Deployment".into(),
                     }),
+                })),
+                server: ns.map(|ns| {
+                    Box::new(Endpoint {
+                        namespace: Some(ns.into()),
+                        labels: vec!["app=books".into()],
+                        pod_name: Some(format!("books-675456b8d-{seq}")),
+                        workload: None,
+                    })
                 }),
-                server: ns.map(|ns| Endpoint {
-                    namespace: Some(ns.into()),
-                    labels: vec!["app=books".into()],
-                    pod_name: Some(format!("books-675456b8d-{seq}")),
-                    workload: None,
-                }),
-                client_service: Some(ServiceRef {
+                client_service: Some(Box::new(ServiceRef {
                     name: "webapp".into(),
                     namespace: "default".into(),
-                }),
-                server_service: ns.map(|ns| ServiceRef {
-                    name: "books".into(),
-                    namespace: ns.into(),
+                })),
+                server_service: ns.map(|ns| {
+                    Box::new(ServiceRef {
+                        name: "books".into(),
+                        namespace: ns.into(),
+                    })
                 }),
                 comm: Some("ruby".into()),
                 container_id: None,

@@ -116,20 +116,20 @@ impl Snapshot {
         if r.client.is_none()
             && let Some(p) = client_pod
         {
-            r.client = Some(p.endpoint());
+            r.client = Some(Box::new(p.endpoint()));
             found.client = true;
         }
         if r.server.is_none()
             && let Some(p) = server_pod
         {
-            r.server = Some(p.endpoint());
+            r.server = Some(Box::new(p.endpoint()));
             found.server = true;
         }
         if r.client_service.is_none() {
-            r.client_service = self.service_for(r.ip.client).map(|s| s.to_ref());
+            r.client_service = self.service_for(r.ip.client).map(|s| Box::new(s.to_ref()));
         }
         if r.server_service.is_none() {
-            r.server_service = self.service_for(r.ip.server).map(|s| s.to_ref());
+            r.server_service = self.service_for(r.ip.server).map(|s| Box::new(s.to_ref()));
         }
         found
     }

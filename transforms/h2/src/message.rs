@@ -250,7 +250,7 @@ impl Msg {
         // Blocks start with room for a typical header count; the message keeps only what
         // it uses (it may wait in `match` for a long time). Shrinking in place is cheap.
         self.headers.shrink_to_fit();
-        let body = (!self.body.is_empty()).then(|| String::from_utf8_lossy(&self.body).into_owned());
+        let body = (!self.body.is_empty()).then(|| Box::<str>::from(String::from_utf8_lossy(&self.body)));
         let grpc = self.grpc.map(|g| {
             let (service, method) = call.cloned().unwrap_or_default();
             let mut info = GrpcInfo {
@@ -270,7 +270,7 @@ impl Msg {
                     info.response_bytes = Some(g.framing.bytes);
                 }
             }
-            info
+            Box::new(info)
         });
         let body_kind = match self.kind {
             Kind::Request => L7Body::Request(HttpRequest {

@@ -7,12 +7,15 @@ use perisco_engine::event::{ConnInfo, Direction, HttpRequest, HttpResponse, L7Bo
 use perisco_h2::{Http2Conn, Http2Options, Side};
 
 use crate::http1::{self, Flow, Head, Http1Conn, Http1Limits, Http1Message, Looks, Next};
+use crate::redact::Redactor;
 
-/// Limits shared by every connection of one `parse` transform.
-#[derive(Debug, Clone, Copy)]
+/// Limits (and the redactor) shared by every connection of one `parse` transform.
+#[derive(Debug, Clone)]
 pub(crate) struct ConnLimits {
     pub http1: Http1Limits,
     pub http2: Http2Options,
+    /// HTTP/1 heads are redacted as they are parsed; `Parser` redacts HTTP/2 messages.
+    pub redactor: Arc<Redactor>,
 }
 
 /// What happened while feeding, for metrics.
@@ -25,6 +28,8 @@ pub(crate) struct ConnCounters {
     pub skipped_unknown: u64,
     pub skipped_resync: u64,
     pub gaps: u64,
+    /// Header values redacted while parsing HTTP/1 heads.
+    pub redacted: u64,
 }
 
 /// Bytes of a direction kept while the protocol is undecided (a preface is 24 bytes).
@@ -229,7 +234,7 @@ impl Conn {
         };
         self.proto = match verdict {
             Detected::Http1 { .. } => Proto::Http1 {
-                p: Box::new(Http1Conn::new(lim.http1)),
+                p: Box::new(Http1Conn::with_redactor(lim.http1, lim.redactor.clone())),
                 early_h2: None,
             },
             _ => Proto::Http2(Box::new(Http2Conn::new(info, lim.http2))),
@@ -259,7 +264,8 @@ impl Conn {
         c: &mut ConnCounters,
         out: &mut Vec<L7Message>,
     ) {
-        let Some(info) = self.info.clone() else { return };
+        // Borrowed, not cloned: an `Arc` clone is two atomic operations per write.
+        let Some(info) = &self.info else { return };
         match &mut self.proto {
             Proto::Http1 { p, early_h2 } => {
                 if from_client && let Some(e) = early_h2 {
@@ -271,7 +277,7 @@ impl Conn {
                 let errors = p.counters();
                 let next = p.feed(flow, data, ts_ns, &mut s.h1);
                 account_h1(errors, p.counters(), c);
-                emit_h1(&info, &mut s.h1, out);
+                emit_h1(info, &mut s.h1, out);
                 match next {
                     Next::Continue => {}
                     Next::Opaque => {
@@ -311,14 +317,14 @@ impl Conn {
         if n == 0 {
             return;
         }
-        let Some(info) = self.info.clone() else { return };
+        let Some(info) = &self.info else { return };
         match &mut self.proto {
             Proto::Http1 { p, .. } => {
                 let flow = if from_client { Flow::ToServer } else { Flow::ToClient };
                 let before = p.counters();
                 p.missing(flow, n, &mut s.h1);
                 account_h1(before, p.counters(), c);
-                emit_h1(&info, &mut s.h1, out);
+                emit_h1(info, &mut s.h1, out);
             }
             Proto::Http2(h2) => {
                 let side = if from_client { Side::Client } else { Side::Server };
@@ -459,23 +465,25 @@ fn feed_h2(
 fn account_h1(before: http1::Http1Counters, after: http1::Http1Counters, c: &mut ConnCounters) {
     c.http1_errors += after.errors - before.errors;
     c.skipped_resync += after.skipped_bytes - before.skipped_bytes;
+    c.redacted += after.redacted - before.redacted;
 }
 
 fn emit_h1(info: &Arc<ConnInfo>, msgs: &mut Vec<Http1Message>, out: &mut Vec<L7Message>) {
-    for m in msgs.drain(..) {
+    // `extend` builds each message in `out`'s buffer (a push would copy it there).
+    out.extend(msgs.drain(..).map(|m| {
         let (body, reason) = match m.head {
             Head::Request(r) => (L7Body::Request(r), perisco_h2::reason::REQUEST_TRUNCATED),
             Head::Response(r) => (L7Body::Response(r), perisco_h2::reason::RESPONSE_TRUNCATED),
         };
-        out.push(L7Message {
+        L7Message {
             conn: info.clone(),
             ts_ns: m.ts_ns,
             stream_id: m.upgrade_h2c.then_some(1),
             body,
             grpc: None,
             incomplete: if m.truncated { vec![reason.into()] } else { Vec::new() },
-        });
-    }
+        }
+    }));
 }
 
 /// Headers of a message, for redaction.

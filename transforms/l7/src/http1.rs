@@ -10,8 +10,11 @@ mod body;
 mod head;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use perisco_engine::event::{HttpRequest, HttpResponse};
+
+use crate::redact::Redactor;
 
 use body::{Chunk, chunked, end_message, keep_body, set_body_bytes, start_body};
 use head::{Framing, Parsed, find_head_start, parse_request, parse_response, partial_request_line, push_pending};
@@ -86,6 +89,8 @@ pub struct Http1Counters {
     pub resyncs: u64,
     /// Bytes dropped while looking for the next message head.
     pub skipped_bytes: u64,
+    /// Header values replaced by the redactor (see [`Http1Conn::with_redactor`]).
+    pub redacted: u64,
 }
 
 /// What the response parser must remember about a request.
@@ -152,6 +157,7 @@ pub struct Http1Conn {
     /// A request offered `Upgrade: h2c` and no final HTTP/1 response declined it yet.
     h2c_offered: bool,
     counters: Http1Counters,
+    redactor: Option<Arc<Redactor>>,
 }
 
 impl Http1Conn {
@@ -163,6 +169,16 @@ impl Http1Conn {
             pending: VecDeque::new(),
             h2c_offered: false,
             counters: Http1Counters::default(),
+            redactor: None,
+        }
+    }
+
+    /// Listed header values are replaced as heads are parsed (the name is checked on the
+    /// raw bytes, and the value is never copied).
+    pub fn with_redactor(limits: Http1Limits, redactor: Arc<Redactor>) -> Self {
+        Http1Conn {
+            redactor: Some(redactor),
+            ..Http1Conn::new(limits)
         }
     }
 
@@ -191,6 +207,7 @@ impl Http1Conn {
             pending,
             h2c_offered: &mut self.h2c_offered,
             counters: &mut self.counters,
+            redactor: self.redactor.as_deref(),
             out,
         };
         let mut pos = 0;
@@ -271,6 +288,7 @@ impl Http1Conn {
             pending: &mut self.pending,
             h2c_offered: &mut self.h2c_offered,
             counters: &mut self.counters,
+            redactor: self.redactor.as_deref(),
             out,
         };
         match dir.state {
@@ -319,6 +337,7 @@ impl Http1Conn {
                     pending: &mut self.pending,
                     h2c_offered: &mut self.h2c_offered,
                     counters: &mut self.counters,
+                    redactor: self.redactor.as_deref(),
                     out,
                 };
                 if dir.state == State::Head {
@@ -346,6 +365,7 @@ impl Http1Conn {
                 pending: &mut self.pending,
                 h2c_offered: &mut self.h2c_offered,
                 counters: &mut self.counters,
+                redactor: self.redactor.as_deref(),
                 out,
             };
             match dir.state {
@@ -368,6 +388,7 @@ struct Cx<'a> {
     pending: &'a mut VecDeque<RequestMeta>,
     h2c_offered: &'a mut bool,
     counters: &'a mut Http1Counters,
+    redactor: Option<&'a Redactor>,
     out: &'a mut Vec<Http1Message>,
 }
 

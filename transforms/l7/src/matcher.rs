@@ -231,6 +231,9 @@ pub struct Matcher {
     stats: MatchStats,
 }
 
+// Records come out boxed: they travel on as `Event::Record(Box<Record>)`, and building them
+// in their box saves a copy of a few hundred bytes per record.
+#[allow(clippy::vec_box)]
 impl Matcher {
     pub fn new(config: &MatchConfig) -> Self {
         Matcher {
@@ -259,7 +262,7 @@ impl Matcher {
         self.event_wall_ns = wall_ns;
     }
 
-    pub fn push(&mut self, msg: Box<L7Message>, out: &mut Vec<Record>) {
+    pub fn push(&mut self, msg: Box<L7Message>, out: &mut Vec<Box<Record>>) {
         self.event_ns = self.event_ns.max(msg.ts_ns);
         let id = msg.conn.conn_id;
         match msg.body {
@@ -276,7 +279,7 @@ impl Matcher {
         }
     }
 
-    fn request(&mut self, id: u64, msg: Box<L7Message>, out: &mut Vec<Record>) {
+    fn request(&mut self, id: u64, msg: Box<L7Message>, out: &mut Vec<Box<Record>>) {
         self.waiting += 1;
         let overflow = match self.conns.get_mut(&id) {
             Some(p) => p.enqueue(msg, self.max_pending),
@@ -300,7 +303,7 @@ impl Matcher {
         }
     }
 
-    fn response(&mut self, id: u64, msg: Box<L7Message>, out: &mut Vec<Record>) {
+    fn response(&mut self, id: u64, msg: Box<L7Message>, out: &mut Vec<Box<Record>>) {
         let req = self.conns.get_mut(&id).and_then(|p| match msg.stream_id {
             Some(s) => p.take_stream(s),
             // A declined h2c upgrade: the request went in as stream 1, the answer is HTTP/1.
@@ -322,14 +325,14 @@ impl Matcher {
         }
     }
 
-    fn missing(&mut self, req: Box<L7Message>, out: &mut Vec<Record>) {
+    fn missing(&mut self, req: Box<L7Message>, out: &mut Vec<Box<Record>>) {
         self.stats.response_missing += 1;
         self.stats.records += 1;
         out.push(build_record(Some(req), None, Some(RESPONSE_MISSING)));
     }
 
     /// Emit requests older than the timeout. `wall_ns`: now, wall clock.
-    pub fn expire(&mut self, wall_ns: u64, out: &mut Vec<Record>) {
+    pub fn expire(&mut self, wall_ns: u64, out: &mut Vec<Box<Record>>) {
         if self.waiting == 0 {
             return;
         }
@@ -347,7 +350,7 @@ impl Matcher {
     }
 
     /// Emit every waiting request (end of input).
-    pub fn flush(&mut self, out: &mut Vec<Record>) {
+    pub fn flush(&mut self, out: &mut Vec<Box<Record>>) {
         while let Some((_, mut p)) = self.conns.pop_lru() {
             for req in p.drain() {
                 self.missing(req, out);
@@ -357,45 +360,18 @@ impl Matcher {
     }
 }
 
-/// One record from a request and/or its response.
-pub fn build_record(req: Option<Box<L7Message>>, resp: Option<Box<L7Message>>, reason: Option<&'static str>) -> Record {
-    let conn = req
-        .as_ref()
-        .or(resp.as_ref())
-        .map(|m| m.conn.clone())
-        .expect("a request or a response");
-    let mut incomplete: Vec<Incomplete> = Vec::new();
-    let mut grpc: Option<GrpcInfo> = None;
-    let mut l7 = L7::default();
-    let mut ts = 0;
-    let mut req_ts = None;
-    if let Some(m) = req {
-        let m = *m;
-        ts = m.ts_ns;
-        req_ts = Some(m.ts_ns);
-        incomplete.extend(m.incomplete);
-        grpc = m.grpc;
-        if let L7Body::Request(http) = m.body {
-            l7.request = Some(L7Request { http });
-        }
-    }
-    if let Some(m) = resp {
-        let m = *m;
-        match req_ts {
-            Some(t) => l7.latency_ns = Some(m.ts_ns.saturating_sub(t)),
-            None => ts = m.ts_ns,
-        }
-        incomplete.extend(m.incomplete);
-        grpc = merge_grpc(grpc, m.grpc);
-        if let L7Body::Response(http) = m.body {
-            l7.response = Some(L7Response { http });
-        }
-    }
-    incomplete.extend(reason.map(Incomplete::Borrowed));
-    dedup(&mut incomplete);
-    l7.grpc = grpc;
-    Record {
-        ts,
+/// One record from a request and/or its response, built in its final box: a `Record` is
+/// a few hundred bytes and every move of it is a copy.
+pub fn build_record(
+    req: Option<Box<L7Message>>,
+    resp: Option<Box<L7Message>>,
+    reason: Option<&'static str>,
+) -> Box<Record> {
+    let first = req.as_deref().or(resp.as_deref()).expect("a request or a response");
+    // Read through the message rather than cloning its `Arc` (atomic operations).
+    let conn = &*first.conn;
+    let mut r = Box::new(Record {
+        ts: first.ts_ns,
         pid: conn.process.pid,
         ip: IpInfo::new(conn.client.ip(), conn.server.ip()),
         l4: L4 {
@@ -404,16 +380,41 @@ pub fn build_record(req: Option<Box<L7Message>>, resp: Option<Box<L7Message>>, r
                 server_port: conn.server.port(),
             },
         },
-        l7,
+        l7: L7::default(),
         client: None,
         server: None,
         client_service: None,
         server_service: None,
-        comm: conn.process.comm.as_deref().map(str::to_owned),
-        container_id: conn.process.container_id.as_deref().map(str::to_owned),
+        comm: conn.process.comm.clone(),
+        container_id: conn.process.container_id.clone(),
         node: None,
-        incomplete,
+        incomplete: Vec::new(),
+    });
+    let mut grpc = None;
+    let has_req = req.is_some();
+    // Fields are taken out of the boxed messages one by one (not `*m`: that copies the
+    // whole message first).
+    if let Some(mut m) = req {
+        r.incomplete = std::mem::take(&mut m.incomplete);
+        grpc = m.grpc.take();
+        if let L7Body::Request(http) = std::mem::replace(&mut m.body, L7Body::Closed) {
+            r.l7.request = Some(L7Request { http });
+        }
     }
+    if let Some(mut m) = resp {
+        if has_req {
+            r.l7.latency_ns = Some(m.ts_ns.saturating_sub(r.ts));
+        }
+        r.incomplete.append(&mut m.incomplete);
+        grpc = merge_grpc(grpc, m.grpc.take());
+        if let L7Body::Response(http) = std::mem::replace(&mut m.body, L7Body::Closed) {
+            r.l7.response = Some(L7Response { http });
+        }
+    }
+    r.incomplete.extend(reason.map(Incomplete::Borrowed));
+    dedup(&mut r.incomplete);
+    r.l7.grpc = grpc;
+    r
 }
 
 fn dedup(v: &mut Vec<Incomplete>) {
@@ -429,19 +430,25 @@ fn dedup(v: &mut Vec<Incomplete>) {
 
 /// Request side gives service/method and request counts; response side status and
 /// response counts; either fills what the other lacks.
-fn merge_grpc(req: Option<GrpcInfo>, resp: Option<GrpcInfo>) -> Option<GrpcInfo> {
+fn merge_grpc(req: Option<Box<GrpcInfo>>, resp: Option<Box<GrpcInfo>>) -> Option<Box<GrpcInfo>> {
     match (req, resp) {
         (None, r) | (r, None) => r,
-        (Some(a), Some(b)) => Some(GrpcInfo {
-            service: if a.service.is_empty() { b.service } else { a.service },
-            method: if a.method.is_empty() { b.method } else { a.method },
-            status: b.status.or(a.status),
-            message: b.message.or(a.message),
-            request_messages: a.request_messages.or(b.request_messages),
-            response_messages: b.response_messages.or(a.response_messages),
-            request_bytes: a.request_bytes.or(b.request_bytes),
-            response_bytes: b.response_bytes.or(a.response_bytes),
-        }),
+        (Some(mut a), Some(b)) => {
+            let b = *b;
+            if a.service.is_empty() {
+                a.service = b.service;
+            }
+            if a.method.is_empty() {
+                a.method = b.method;
+            }
+            a.status = b.status.or(a.status);
+            a.message = b.message.or(a.message.take());
+            a.request_messages = a.request_messages.or(b.request_messages);
+            a.response_messages = b.response_messages.or(a.response_messages);
+            a.request_bytes = a.request_bytes.or(b.request_bytes);
+            a.response_bytes = b.response_bytes.or(a.response_bytes);
+            Some(a)
+        }
     }
 }
 
@@ -482,17 +489,18 @@ impl MatchMetrics {
     }
 }
 
+#[allow(clippy::vec_box)] // records are boxed as events carry them
 struct Match {
     matcher: Matcher,
     metrics: MatchMetrics,
     seen: MatchStats,
-    records: Vec<Record>,
+    records: Vec<Box<Record>>,
     tick: Duration,
 }
 
 impl Match {
     fn drain(&mut self, out: &mut Vec<Event>) {
-        out.extend(self.records.drain(..).map(|r| Event::Record(Box::new(r))));
+        out.extend(self.records.drain(..).map(Event::Record));
         let s = self.matcher.stats();
         let p = self.seen;
         let m = &self.metrics;

@@ -76,7 +76,7 @@ fn run(cfg: MatchConfig, msgs: Vec<Box<L7Message>>) -> (Vec<String>, Matcher) {
     for msg in msgs {
         m.push(msg, &mut out);
     }
-    (out.iter().map(brief).collect(), m)
+    (out.iter().map(|r| brief(r)).collect(), m)
 }
 
 #[test]
@@ -141,7 +141,7 @@ fn expiry_takes_old_streams_anywhere_but_http1_only_from_the_front() {
     m.arrived(10 * s);
     m.expire(10 * s, &mut out);
     assert_eq!(
-        out.iter().map(brief).collect::<Vec<_>>(),
+        out.iter().map(|r| brief(r)).collect::<Vec<_>>(),
         ["/s5 0 None [\"response_missing\"]"],
         "/old2 waits behind /new: HTTP/1 pairs by order"
     );
@@ -150,7 +150,7 @@ fn expiry_takes_old_streams_anywhere_but_http1_only_from_the_front() {
     m.push(resp(1, 200, 11 * s, None), &mut out);
     m.push(resp(1, 204, 11 * s, Some(3)), &mut out);
     assert_eq!(
-        out.iter().map(brief).collect::<Vec<_>>(),
+        out.iter().map(|r| brief(r)).collect::<Vec<_>>(),
         ["/new 200 Some(1000000000) []", "/s3 204 Some(1000000000) []"]
     );
     assert_eq!(m.waiting(), 1);
@@ -230,7 +230,7 @@ fn timeout_runs_on_event_time_advanced_by_wall_time() {
     );
     m.expire(10_005 * s, &mut out);
     assert_eq!(
-        out.iter().map(brief).collect::<Vec<_>>(),
+        out.iter().map(|r| brief(r)).collect::<Vec<_>>(),
         ["/old 0 None [\"response_missing\"]"]
     );
     // Event time moves on with newer messages.
@@ -283,20 +283,20 @@ fn pending_overflow_emits_oldest() {
 fn record_fields_from_conn_and_messages() {
     let mut q = req(7, "/g", 1000, Some(1));
     q.incomplete = vec!["request_truncated".into(), "hpack_unknown_index".into()];
-    q.grpc = Some(GrpcInfo {
+    q.grpc = Some(Box::new(GrpcInfo {
         service: "pkg.Svc".into(),
         method: "Get".into(),
         request_messages: Some(1),
         ..Default::default()
-    });
+    }));
     let mut p = resp(7, 200, 1500, Some(1));
     p.incomplete = vec!["hpack_unknown_index".into()];
-    p.grpc = Some(GrpcInfo {
+    p.grpc = Some(Box::new(GrpcInfo {
         status: Some(5),
         message: Some("nope".into()),
         response_messages: Some(0),
         ..Default::default()
-    });
+    }));
     let r = build_record(Some(q), Some(p), None);
     assert_eq!(r.ts, 1000);
     assert_eq!(r.pid, 42);

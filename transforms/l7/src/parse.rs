@@ -80,6 +80,7 @@ impl ParseConfig {
                 max_streams: self.http2_max_streams,
                 max_header_list_bytes: self.max_header_bytes,
             },
+            redactor: Arc::new(Redactor::new(&self.redact_headers)),
         }
     }
 }
@@ -174,17 +175,18 @@ impl Hasher for IdHasher {
 
 pub(crate) type IdMap<V> = LruCache<u64, V, BuildHasherDefault<IdHasher>>;
 
+/// An LRU map holding at most `cap` connections. Built unbounded, then resized: its table
+/// grows with the connections seen instead of being allocated for `cap` up front (a few MiB
+/// at the default 100 k, whose scattered buckets cost a cache miss per lookup).
 pub(crate) fn id_map<V>(cap: usize) -> IdMap<V> {
-    LruCache::with_hasher(
-        NonZeroUsize::new(cap.max(1)).unwrap_or(NonZeroUsize::MIN),
-        BuildHasherDefault::default(),
-    )
+    let mut m = LruCache::unbounded_with_hasher(BuildHasherDefault::default());
+    m.resize(NonZeroUsize::new(cap.max(1)).unwrap_or(NonZeroUsize::MIN));
+    m
 }
 
 /// The sans-IO core of `parse`: socket events in, L7 messages out.
 pub struct Parser {
     limits: ConnLimits,
-    redactor: Redactor,
     conns: IdMap<Conn>,
     scratch: Scratch,
     counters: ConnCounters,
@@ -195,7 +197,6 @@ impl Parser {
     pub fn new(config: &ParseConfig) -> Self {
         Parser {
             limits: config.limits(),
-            redactor: Redactor::new(&config.redact_headers),
             conns: id_map(config.max_connections),
             scratch: Scratch::default(),
             counters: ConnCounters::default(),
@@ -213,6 +214,7 @@ impl Parser {
             gaps: c.gaps,
             skipped_unknown_bytes: c.skipped_unknown,
             skipped_resync_bytes: c.skipped_resync,
+            redacted_headers: self.stats.redacted_headers + c.redacted,
             ..self.stats
         }
     }
@@ -293,9 +295,19 @@ impl Parser {
                 }
             }
         }
-        for m in &mut out[start..] {
+        self.redact(&mut out[start..]);
+    }
+
+    /// Count the messages and redact the HTTP/2 ones (stream ids; the HTTP/1 parser redacted
+    /// its heads as it parsed them, the h2c upgrade request included, which is not counted
+    /// twice: a value already redacted is not counted again).
+    fn redact(&mut self, msgs: &mut [L7Message]) {
+        for m in msgs {
+            let http2 = m.stream_id.is_some();
             if let Some(h) = headers_mut(m) {
-                self.stats.redacted_headers += self.redactor.apply(h) as u64;
+                if http2 {
+                    self.stats.redacted_headers += self.limits.redactor.apply(h) as u64;
+                }
                 self.stats.messages += 1;
             }
         }
@@ -309,12 +321,7 @@ impl Parser {
                 out.push(closed(info, 0));
             }
         }
-        for m in &mut out[start..] {
-            if let Some(h) = headers_mut(m) {
-                self.stats.redacted_headers += self.redactor.apply(h) as u64;
-                self.stats.messages += 1;
-            }
-        }
+        self.redact(&mut out[start..]);
     }
 }
 

@@ -12,9 +12,15 @@ pub const DEFAULT_REDACT: [&str; 4] = ["authorization", "proxy-authorization", "
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     names: Vec<Box<[u8]>>,
-    /// Bit `n % 64` is set when a listed name is `n` bytes long: most headers are
-    /// ruled out by their length alone.
-    lengths: u64,
+    /// One bit per listed name, from its length and first letter ([`filter_bit`]): the
+    /// usual headers are ruled out by this test alone.
+    filter: u64,
+}
+
+/// A bit from a name's length and (lowercased) first byte.
+fn filter_bit(name: &[u8]) -> u64 {
+    let first = name.first().map_or(0, u8::to_ascii_lowercase);
+    1u64 << ((name.len() * 31 + usize::from(first)) % 64)
 }
 
 impl Redactor {
@@ -23,25 +29,26 @@ impl Redactor {
             .iter()
             .map(|n| n.as_ref().trim().to_ascii_lowercase().into_bytes().into())
             .collect();
-        let lengths = names.iter().fold(0, |m, n| m | 1u64 << (n.len() % 64));
-        Redactor { names, lengths }
+        let filter = names.iter().fold(0, |m, n| m | filter_bit(n));
+        Redactor { names, filter }
     }
 
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
 
-    /// Replace the value of every listed header; returns how many were replaced.
+    /// Is `name` (any case) listed?
+    #[inline]
+    pub fn matches(&self, name: &[u8]) -> bool {
+        self.filter & filter_bit(name) != 0 && self.names.iter().any(|n| name.eq_ignore_ascii_case(n))
+    }
+
+    /// Replace the value of every listed header; returns how many were replaced (a value
+    /// that already is [`REDACTED`] is not counted again).
     pub fn apply(&self, headers: &mut [Header]) -> usize {
         let mut n = 0;
         for h in headers {
-            let key = h.key.as_bytes();
-            if self.lengths & (1u64 << (key.len() % 64)) != 0
-                && self
-                    .names
-                    .iter()
-                    .any(|name| name.len() == key.len() && key.eq_ignore_ascii_case(name))
-            {
+            if self.matches(h.key.as_bytes()) && h.value != REDACTED {
                 h.value = Text::const_new(REDACTED);
                 n += 1;
             }
@@ -68,6 +75,27 @@ mod tests {
         assert_eq!(r.apply(&mut h), 4);
         let values: Vec<&str> = h.iter().map(|h| h.value.as_str()).collect();
         assert_eq!(values, [REDACTED, REDACTED, REDACTED, REDACTED, "keep", "*/*"]);
+    }
+
+    #[test]
+    fn common_headers_pass_the_filter_untouched() {
+        let r = Redactor::new(&DEFAULT_REDACT);
+        for name in DEFAULT_REDACT {
+            assert!(r.matches(name.as_bytes()) && r.matches(name.to_ascii_uppercase().as_bytes()));
+        }
+        for name in [
+            "Accept",
+            "Server",
+            "Connection",
+            "User-Agent",
+            "Host",
+            "Cookie2",
+            "cookies",
+            "",
+        ] {
+            assert!(!r.matches(name.as_bytes()), "{name}");
+        }
+        assert!(!Redactor::new::<&str>(&[]).matches(b"authorization"));
     }
 
     #[test]

@@ -37,7 +37,7 @@ fn records(name: &str, parse: &ParseConfig) -> (Vec<Record>, perisco_l7::ParseSt
         matcher.push(Box::new(m), &mut recs);
     }
     matcher.flush(&mut recs);
-    (recs, parser.stats())
+    (recs.into_iter().map(|r| *r).collect(), parser.stats())
 }
 
 fn expected(name: &str) -> Vec<Value> {

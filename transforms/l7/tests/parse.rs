@@ -356,6 +356,20 @@ fn h2c_upgrade_with_the_preface_before_the_101() {
 }
 
 #[test]
+fn h2c_upgrade_request_is_redacted_and_counted_once() {
+    // HTTP/1 heads are redacted as they are parsed, HTTP/2 messages afterwards; the upgrade
+    // request is an HTTP/1 head that travels as stream 1, so it meets both.
+    let req = b"GET /up HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cret\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+    let (got, msgs, stats) = run(
+        &ParseConfig::default(),
+        &[data(1, Role::Server, Direction::Ingress, 10, req)],
+    );
+    assert_eq!(got, ["10.0.0.1:40000>10.0.0.2:8080 GET /up @10 Some(1) []"]);
+    assert!(!format!("{msgs:?}").contains("s3cret"));
+    assert_eq!(stats.redacted_headers, 1);
+}
+
+#[test]
 fn config_validation_names_the_key() {
     let bad = ParseConfig {
         max_connections: 0,

@@ -91,16 +91,16 @@ pub fn record(seq: u64, s: &Spec) -> Record {
             }),
             grpc: None,
         },
-        client: Some(endpoint(s.client)),
-        server: Some(endpoint(s.server)),
-        client_service: Some(ServiceRef {
+        client: Some(Box::new(endpoint(s.client))),
+        server: Some(Box::new(endpoint(s.server))),
+        client_service: Some(Box::new(ServiceRef {
             name: s.client.2.into(),
             namespace: s.client.0.into(),
-        }),
-        server_service: Some(ServiceRef {
+        })),
+        server_service: Some(Box::new(ServiceRef {
             name: s.service.into(),
             namespace: s.server.0.into(),
-        }),
+        })),
         comm: None,
         container_id: None,
         node: Some("node-a".into()),

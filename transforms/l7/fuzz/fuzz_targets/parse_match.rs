@@ -71,6 +71,6 @@ fuzz_target!(|data: &[u8]| {
     }
     matcher.flush(&mut recs);
     for r in &recs {
-        let _ = perisco_engine::event::Event::Record(Box::new(r.clone())).write_json(&mut Vec::new());
+        let _ = perisco_engine::event::Event::Record(r.clone()).write_json(&mut Vec::new());
     }
 });

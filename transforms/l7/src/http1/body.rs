@@ -52,7 +52,7 @@ pub(super) fn keep_body(dir: &mut Dir, cx: &mut Cx<'_>, bytes: &[u8]) {
 
 pub(super) fn emit_held(h: Held, out: &mut Vec<Http1Message>) {
     let Held { mut msg, body } = h;
-    let text = String::from_utf8_lossy(&body).into_owned();
+    let text: Box<str> = String::from_utf8_lossy(&body).into();
     match &mut msg.head {
         Head::Request(r) => r.body = Some(text),
         Head::Response(r) => r.body = Some(text),
