@@ -12,7 +12,7 @@ use perisco_engine::config::{Config, to_dot};
 use crate::components::Perisco;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: perisco_alloc::Mimalloc = perisco_alloc::Mimalloc;
 
 /// The built-in pipeline used without `--config`: live capture → parse → match → stdout.
 pub const DEFAULT_PIPELINE: &str = include_str!("default_pipeline.toml");

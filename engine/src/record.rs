@@ -360,10 +360,8 @@ mod tests {
         ];
         eprintln!("{sizes:?}");
         assert!(sizes[0].1 <= 448, "{sizes:?}");
-        // Boxed by `parse`. The binary's allocator (mimalloc v3, through the `mimalloc`
-        // crate) takes a slow over-allocating path for a size that is not a power of two
-        // when size + 7 falls in the next size class: 192 bytes did (~150 instructions per
-        // allocation instead of ~40); 184 does not.
+        // Boxed by `parse`, once per message: kept small (perisco-alloc explains why the
+        // allocator no longer punishes sizes just under a size class).
         assert!(sizes[2].1 <= 184, "{sizes:?}");
     }
 

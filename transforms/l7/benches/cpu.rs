@@ -9,7 +9,7 @@ mod common;
 
 // The allocator the perisco binary ships with.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: perisco_alloc::Mimalloc = perisco_alloc::Mimalloc;
 
 /// ns this thread has run on a CPU (/proc/thread-self/schedstat, first field).
 fn cpu_ns() -> u64 {

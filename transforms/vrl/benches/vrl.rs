@@ -15,7 +15,7 @@ use perisco_vrl::{Filter, FilterConfig, Remap, RemapConfig};
 
 // The perisco binary's allocator (src/main.rs): VRL values allocate per key and value.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: perisco_alloc::Mimalloc = perisco_alloc::Mimalloc;
 
 const RECORDS: &str = include_str!("../tests/data/records.jsonl");
 const BATCH: usize = 1000;
