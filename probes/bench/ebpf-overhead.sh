@@ -14,6 +14,7 @@
 #                 (PERISCO_BIN, default target/release/perisco)
 #   ROUNDS=5 DURATION=10 CONNS=32 RATE=20000 (steady rounds; 0 disables them)
 #   HOOK=auto     the source's `hook` (auto, tracepoint, syscall_tracepoint, …)
+#   RING_BYTES=16777216  the source's `ring_buffer_bytes`
 set -euo pipefail
 MODE=${MODE:-source}
 ROUNDS=${ROUNDS:-5}
@@ -21,6 +22,7 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
 RATE=${RATE:-20000}
 HOOK=${HOOK:-auto}
+RING_BYTES=${RING_BYTES:-16777216}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d)
@@ -65,7 +67,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 start_capture() {
   if [[ $MODE == source ]]; then
     coproc CAPP { exec "$BENCH_BIN" "ports = [$PORT]
-hook = \"$HOOK\"" 2>"$WORK/capture.log"; }
+hook = \"$HOOK\"
+ring_buffer_bytes = $RING_BYTES" 2>"$WORK/capture.log"; }
     CAP=$CAPP_PID
     read -r line <&"${CAPP[0]}"   # "attached"
     START_TICKS=$(cpu_ticks "$CAP")
@@ -76,6 +79,7 @@ address = "127.0.0.1:$API"
 [sources.capture]
 type = "ebpf_socket"
 hook = "$HOOK"
+ring_buffer_bytes = $RING_BYTES
 ports = [$PORT]
 [transforms.l7]
 type = "parse"
