@@ -37,6 +37,7 @@ declare -A want=(
   [curl]=/usr/bin/curl
   [wrk]=/usr/bin/wrk
   [libcap2-bin]=/usr/sbin/capsh
+  [iproute2]=/usr/bin/ip
 )
 # ./scripts/run.sh (PERISCO_SETUP=run) needs only the build toolchain, not the test servers.
 if [[ "${PERISCO_SETUP:-test}" == run ]]; then
