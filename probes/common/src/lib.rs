@@ -253,10 +253,12 @@ pub struct EventHdr {
 pub const HDR_SIZE: usize = core::mem::size_of::<EventHdr>();
 
 /// Per-CPU scratch: one record (header + one chunk), too big for the 512-byte BPF stack.
+/// `data` is twice a chunk so the verifier can check a copy that starts anywhere in the
+/// first chunk (iovec segments are gathered into one record) without knowing it ends there.
 #[repr(C)]
 pub struct Scratch {
     pub hdr: EventHdr,
-    pub data: [u8; CHUNK],
+    pub data: [u8; 2 * CHUNK],
 }
 
 /// Arguments saved at syscall entry for the matching exit (ARGS, keyed by pid_tgid).

@@ -446,6 +446,8 @@ struct Cursor {
     skip: u64,
     done: u64,
     seg: u64,
+    /// Bytes gathered in the scratch record, not yet emitted.
+    filled: u64,
 }
 
 #[map]
@@ -461,8 +463,10 @@ fn st(p: *mut u64, v: u64) {
     unsafe { core::ptr::write_volatile(p, v) }
 }
 
-/// Emit `total` bytes (the true transfer size) as chunks of at most CHUNK bytes, up to
-/// `max_capture` bytes captured. The last record carries FLAG_LAST.
+/// Emit `total` bytes (the true transfer size) as records of at most CHUNK bytes, up to
+/// `max_capture` bytes captured; iovec segments are gathered into the same record. The
+/// last record carries FLAG_LAST. A failed copy emits what was gathered and skips the
+/// segment's bytes: the next record's offset leaves a hole, which userspace marks.
 #[inline(always)]
 fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64, hook: u8) {
     let Some(s) = scratch() else { return };
@@ -492,6 +496,7 @@ fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64,
     st(&mut cur.skip, src.skip);
     st(&mut cur.done, 0);
     st(&mut cur.seg, 0);
+    st(&mut cur.filled, 0);
 
     let mut i: u32 = 0;
     while i < MAX_CHUNKS + MAX_IOV as u32 {
@@ -519,46 +524,64 @@ fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64,
             base = b + skip;
             left = l - skip;
         }
+        // Always below CHUNK: a full record is emitted before the next copy.
+        let filled = ld(&cur.filled) & (CHUNK as u64 - 1);
         let mut n = budget - done;
         if n > left {
             n = left;
         }
-        let n32 = if n > CHUNK as u64 { CHUNK as u32 } else { n as u32 };
-        let ret =
-            unsafe { generated::bpf_probe_read_user(s.data.as_mut_ptr() as *mut c_void, n32, base as *const c_void) };
-        let cap = if ret == 0 { n32 } else { 0 };
-        if ret != 0 {
-            stat(STAT_READ_ERR);
+        if n > CHUNK as u64 - filled {
+            n = CHUNK as u64 - filled;
         }
+        let n32 = if n > CHUNK as u64 { CHUNK as u32 } else { n as u32 };
+        let dst = unsafe { s.data.as_mut_ptr().add(filled as usize) };
+        let ret = unsafe { generated::bpf_probe_read_user(dst as *mut c_void, n32, base as *const c_void) };
         let n = n32 as u64;
         st(&mut cur.done, done + n);
         st(&mut cur.base, base + n);
         st(&mut cur.left, left - n);
-        s.hdr.chunk_off = done as u32;
-        s.hdr.cap_len = cap;
+        let (kept, end) = if ret == 0 {
+            (filled + n, done + n)
+        } else {
+            stat(STAT_READ_ERR);
+            (filled, done)
+        };
+        st(&mut cur.filled, kept);
+        if ret == 0 && kept < CHUNK as u64 && done + n < budget {
+            continue;
+        }
+        // Emit the gathered bytes: the record is full, the message is done, or a copy failed.
+        s.hdr.chunk_off = (end - kept) as u32;
+        s.hdr.cap_len = kept as u32;
         if done + n >= budget {
             s.hdr.flags |= FLAG_LAST;
         }
-        if !output(s, cap) {
-            // Record the whole message as lost when its first chunk could not be queued;
-            // a later chunk failing leaves a truncated message instead.
-            if done == 0 {
+        st(&mut cur.filled, 0);
+        if kept == 0 && s.hdr.flags & FLAG_LAST == 0 {
+            continue;
+        }
+        let first = s.hdr.chunk_off == 0;
+        if !output(s, kept as u32) {
+            // Record the whole message as lost when its first record could not be queued;
+            // a later record failing leaves a truncated message instead.
+            if first {
                 c.lost[d] = c.lost[d].saturating_add(s.hdr.msg_len);
             }
             return;
         }
-        if done == 0 {
+        if first {
             c.lost[d] = 0;
         }
         s.hdr.lost = 0;
     }
     if s.hdr.flags & FLAG_LAST == 0 {
-        // Ran out of segments or iterations: close the message with an empty record.
+        // Ran out of segments or iterations: emit what is gathered as the message's end.
+        let kept = ld(&cur.filled) & (CHUNK as u64 - 1);
         let done = ld(&cur.done);
-        s.hdr.chunk_off = done as u32;
-        s.hdr.cap_len = 0;
+        s.hdr.chunk_off = (done - kept) as u32;
+        s.hdr.cap_len = kept as u32;
         s.hdr.flags |= FLAG_LAST;
-        if !output(s, 0) && done == 0 {
+        if !output(s, kept as u32) && s.hdr.chunk_off == 0 {
             c.lost[d] = c.lost[d].saturating_add(s.hdr.msg_len);
         }
     }
