@@ -25,6 +25,7 @@ HOOK=${HOOK:-auto}
 RING_BYTES=${RING_BYTES:-16777216}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+. "$ROOT/probes/bench/pipeline.sh"
 WORK=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 API=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -73,27 +74,9 @@ ring_buffer_bytes = $RING_BYTES" 2>"$WORK/capture.log"; }
     read -r line <&"${CAPP[0]}"   # "attached"
     START_TICKS=$(cpu_ticks "$CAP")
   else
-    cat >"$WORK/pipeline.toml" <<TOML
-[api]
-address = "127.0.0.1:$API"
-[sources.capture]
-type = "ebpf_socket"
-hook = "$HOOK"
+    start_pipeline "$BENCH_BIN" "$WORK" "$API" "hook = \"$HOOK\"
 ring_buffer_bytes = $RING_BYTES
-ports = [$PORT]
-[transforms.l7]
-type = "parse"
-inputs = ["capture"]
-[transforms.pairs]
-type = "match"
-inputs = ["l7"]
-[sinks.out]
-type = "file"
-inputs = ["pairs"]
-path = "$WORK/records.jsonl"
-TOML
-    "$BENCH_BIN" --config "$WORK/pipeline.toml" >/dev/null 2>"$WORK/perisco.log" & CAP=$!
-    until curl -s "http://127.0.0.1:$API/metrics" | grep -q 'perisco_ebpf_attached{component_id="capture"} 1'; do sleep 0.2; done
+ports = [$PORT]"
     START_TICKS=$(cpu_ticks "$CAP")
   fi
 }

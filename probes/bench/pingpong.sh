@@ -15,6 +15,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${PERISCO_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/perisco}
+. "$ROOT/probes/bench/pipeline.sh"
 ROUNDS=${ROUNDS:-3}
 N=${N:-200000}
 HOOKS=${HOOKS:-tracepoint syscall_tracepoint}
@@ -30,26 +31,8 @@ round() { # $1 = off | on | filtered, $2 = hook; prints one CSV line
   local port ports cap_us="" t0 t1 out
   port=$(free_port); ports=$port; [[ $1 == filtered ]] && ports=1
   if [[ $1 != off ]]; then
-    cat >"$WORK/p.toml" <<TOML
-[api]
-address = "127.0.0.1:$API"
-[sources.capture]
-type = "ebpf_socket"
-hook = "$2"
-ports = [$ports]
-[transforms.l7]
-type = "parse"
-inputs = ["capture"]
-[transforms.pairs]
-type = "match"
-inputs = ["l7"]
-[sinks.out]
-type = "file"
-inputs = ["pairs"]
-path = "$WORK/records.jsonl"
-TOML
-    "$BIN" --config "$WORK/p.toml" >/dev/null 2>"$WORK/perisco.log" & CAP=$!
-    until curl -s "http://127.0.0.1:$API/metrics" | grep -q 'perisco_ebpf_attached{component_id="capture"} 1'; do sleep 0.2; done
+    start_pipeline "$BIN" "$WORK" "$API" "hook = \"$2\"
+ports = [$ports]"
     t0=$(awk '{print $14 + $15}' "/proc/$CAP/stat")
   fi
   out=$("$WORK/pingpong" "$port" "$N")

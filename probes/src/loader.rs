@@ -291,39 +291,6 @@ impl Probe {
         })
     }
 
-    /// The socket tracepoints, all or nothing.
-    fn attach_socket_tracepoints(&mut self, o: &Offsets) -> Result<(), Error> {
-        if o.regs_window == NO_OFFSET {
-            return Err(Error::Load(
-                "the syscall registers' layout is only known for x86-64".into(),
-            ));
-        }
-        let mut loaded = Vec::new();
-        let mut result = Ok(());
-        for &(prog, tp) in SOCKET_TRACEPOINTS {
-            let r = match self.ebpf.program_mut(prog) {
-                None => Err(format!("program {prog} missing from the object")),
-                Some(p) => {
-                    loaded.push(prog);
-                    <&mut RawTracePoint>::try_from(p)
-                        .map_err(|e| chain(&e))
-                        .and_then(|p| p.load().map_err(|e| chain(&e)).map(|_| p))
-                        .and_then(|p| p.attach(tp).map(drop).map_err(|e| chain(&e)))
-                }
-            };
-            if let Err(e) = r {
-                result = Err(Error::Load(format!("{prog} on {tp}: {e}")));
-                break;
-            }
-        }
-        if result.is_err() {
-            for name in loaded {
-                unload(self.ebpf.program_mut(name));
-            }
-        }
-        result
-    }
-
     fn attach_tracepoints(&mut self) -> Result<(), Error> {
         ensure_tracefs()?;
         for (prog, tp) in TRACEPOINTS {
@@ -341,8 +308,23 @@ impl Probe {
         Ok(())
     }
 
-    /// fentry/fexit or kprobes on the socket layer; all or nothing (a partial set would
-    /// miss directions, so what did attach is unloaded again).
+    /// The socket tracepoints, all or nothing.
+    fn attach_socket_tracepoints(&mut self, o: &Offsets) -> Result<(), Error> {
+        if o.regs_window == NO_OFFSET {
+            return Err(Error::Load(
+                "the syscall registers' layout is only known for x86-64".into(),
+            ));
+        }
+        let steps: Vec<_> = SOCKET_TRACEPOINTS.iter().map(|&(prog, tp)| (prog, tp, ())).collect();
+        self.attach_all(&steps, |p, tp, ()| {
+            <&mut RawTracePoint>::try_from(p)
+                .map_err(|e| chain(&e))
+                .and_then(|p| p.load().map_err(|e| chain(&e)).map(|_| p))
+                .and_then(|p| p.attach(tp).map(drop).map_err(|e| chain(&e)))
+        })
+    }
+
+    /// fentry/fexit or kprobes on the socket layer, all or nothing.
     fn attach_socket_hooks(&mut self, kind: Hook, aya_btf: &AyaBtf, btf: &Btf, o: &Offsets) -> Result<(), Error> {
         if o.msghdr_msg_iter == NO_OFFSET || o.iter_ptr == NO_OFFSET || o.iter_type == NO_OFFSET {
             return Err(Error::Load("iov_iter layout not found in BTF".into()));
@@ -352,45 +334,53 @@ impl Probe {
                 "this kernel has no kprobes (CONFIG_KPROBES is not set)".into(),
             ));
         }
+        if let Some(&(_, _, func, _)) = SOCKET_HOOKS.iter().find(|h| !btf.has_func(h.2)) {
+            return Err(Error::Load(format!("kernel function {func} not found")));
+        }
+        let steps: Vec<_> = SOCKET_HOOKS
+            .iter()
+            .map(|&(fentry, kprobe, func, exit)| (if kind == Hook::Fentry { fentry } else { kprobe }, func, exit))
+            .collect();
+        self.attach_all(&steps, |p, func, exit| match (kind, exit) {
+            (Hook::Fentry, false) => <&mut FEntry>::try_from(p)
+                .map_err(|e| chain(&e))
+                .and_then(|p| p.load(func, aya_btf).map_err(|e| chain(&e)).map(|_| p))
+                .and_then(|p| p.attach().map(drop).map_err(|e| chain(&e))),
+            (Hook::Fentry, true) => <&mut FExit>::try_from(p)
+                .map_err(|e| chain(&e))
+                .and_then(|p| p.load(func, aya_btf).map_err(|e| chain(&e)).map(|_| p))
+                .and_then(|p| p.attach().map(drop).map_err(|e| chain(&e))),
+            _ => <&mut KProbe>::try_from(p)
+                .map_err(|e| chain(&e))
+                .and_then(|p| p.load().map_err(|e| chain(&e)).map(|_| p))
+                .and_then(|p| p.attach(func, 0).map(drop).map_err(|e| chain(&e))),
+        })
+    }
+
+    /// Load and attach each `(program, target, extra)` with `one`, all or nothing: a
+    /// partial set would miss directions, so what did attach is unloaded again.
+    fn attach_all<T: Copy>(
+        &mut self,
+        steps: &[(&'static str, &'static str, T)],
+        mut one: impl FnMut(&mut aya::programs::Program, &'static str, T) -> Result<(), String>,
+    ) -> Result<(), Error> {
         let mut loaded = Vec::new();
-        let mut result = Ok(());
-        for &(fentry, kprobe, func, exit) in SOCKET_HOOKS {
-            if !btf.has_func(func) {
-                result = Err(Error::Load(format!("kernel function {func} not found")));
-                break;
-            }
-            let name = if kind == Hook::Fentry { fentry } else { kprobe };
+        for &(name, target, extra) in steps {
             let r = match self.ebpf.program_mut(name) {
                 None => Err(format!("program {name} missing from the object")),
                 Some(p) => {
                     loaded.push(name);
-                    match (kind, exit) {
-                        (Hook::Fentry, false) => <&mut FEntry>::try_from(p)
-                            .map_err(|e| chain(&e))
-                            .and_then(|p| p.load(func, aya_btf).map_err(|e| chain(&e)).map(|_| p))
-                            .and_then(|p| p.attach().map(drop).map_err(|e| chain(&e))),
-                        (Hook::Fentry, true) => <&mut FExit>::try_from(p)
-                            .map_err(|e| chain(&e))
-                            .and_then(|p| p.load(func, aya_btf).map_err(|e| chain(&e)).map(|_| p))
-                            .and_then(|p| p.attach().map(drop).map_err(|e| chain(&e))),
-                        _ => <&mut KProbe>::try_from(p)
-                            .map_err(|e| chain(&e))
-                            .and_then(|p| p.load().map_err(|e| chain(&e)).map(|_| p))
-                            .and_then(|p| p.attach(func, 0).map(drop).map_err(|e| chain(&e))),
-                    }
+                    one(p, target, extra)
                 }
             };
             if let Err(e) = r {
-                result = Err(Error::Load(format!("{name} on {func}: {e}")));
-                break;
+                for name in loaded {
+                    unload(self.ebpf.program_mut(name));
+                }
+                return Err(Error::Load(format!("{name} on {target}: {e}")));
             }
         }
-        if result.is_err() {
-            for name in loaded {
-                unload(self.ebpf.program_mut(name));
-            }
-        }
-        result
+        Ok(())
     }
 
     /// Listening TCP endpoints of this network namespace, so connections that predate the
