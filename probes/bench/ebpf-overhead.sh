@@ -15,6 +15,10 @@
 #   ROUNDS=5 DURATION=10 CONNS=32 RATE=20000 (steady rounds; 0 disables them)
 #   HOOK=auto     the source's `hook` (auto, tracepoint, syscall_tracepoint, …)
 #   RING_BYTES=16777216  the source's `ring_buffer_bytes`
+#   PIN=1         nginx alone on CPU 0; the load generator and perisco share CPU 1. Models a
+#                 node where the traced server's cores are not the agent's: what remains is
+#                 the in-kernel cost to the server (and to the load generator, if it becomes
+#                 the bottleneck). Unset: everything floats over all CPUs.
 set -euo pipefail
 MODE=${MODE:-source}
 ROUNDS=${ROUNDS:-5}
@@ -23,6 +27,9 @@ CONNS=${CONNS:-32}
 RATE=${RATE:-20000}
 HOOK=${HOOK:-auto}
 RING_BYTES=${RING_BYTES:-16777216}
+PIN=${PIN:-}
+# on_cpu N CMD...: run CMD pinned to CPU N when PIN is set.
+on_cpu() { local cpu=$1; shift; if [[ -n $PIN ]]; then taskset -c "$cpu" "$@"; else "$@"; fi; }
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 . "$ROOT/probes/bench/pipeline.sh"
@@ -50,16 +57,16 @@ http { access_log off; sendfile off; keepalive_requests 1000000;
   uwsgi_temp_path $WORK/tmp; scgi_temp_path $WORK/tmp;
   server { listen 127.0.0.1:$PORT; root $WORK/www; } }
 CONF
-nginx -c "$WORK/nginx.conf" & NGINX=$!
+on_cpu 0 nginx -c "$WORK/nginx.conf" & NGINX=$!
 sleep 1
 
 run_load() { # $1 = max | steady; prints requests/s
   local url="http://127.0.0.1:$PORT/index.html"
   if [[ $1 == max ]]; then
-    wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" | awk '/Requests\/sec/ {print $2}'
+    on_cpu 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" | awk '/Requests\/sec/ {print $2}'
   else
     local per_conn; per_conn=$(python3 -c "print(max(1, round($RATE / $CONNS)))")
-    h2load --h1 -c"$CONNS" --rps="$per_conn" -D"$DURATION" "$url" | awk '/^finished in/ {print $4}'
+    on_cpu 1 h2load --h1 -c"$CONNS" --rps="$per_conn" -D"$DURATION" "$url" | awk '/^finished in/ {print $4}'
   fi
 }
 
@@ -79,6 +86,8 @@ ring_buffer_bytes = $RING_BYTES
 ports = [$PORT]"
     START_TICKS=$(cpu_ticks "$CAP")
   fi
+  # Every thread, and those it starts later (they inherit the mask).
+  [[ -z $PIN ]] || taskset -a -p -c 1 "$CAP" >/dev/null
 }
 
 stop_capture() { # writes "cpu_seconds peak_rss_kib ring_dropped" to $WORK/stop (runs in this shell: it closes the coproc)
@@ -98,7 +107,7 @@ stop_capture() { # writes "cpu_seconds peak_rss_kib ring_dropped" to $WORK/stop 
   echo "$(python3 -c "print($ticks/$(getconf CLK_TCK))") $hwm ${drops:-0}" >"$WORK/stop"
 }
 
-echo "mode=$MODE hook=$HOOK rounds=$ROUNDS duration=${DURATION}s conns=$CONNS steady_rate=$RATE nginx=127.0.0.1:$PORT"
+echo "mode=$MODE hook=$HOOK pin=${PIN:-no} rounds=$ROUNDS duration=${DURATION}s conns=$CONNS steady_rate=$RATE nginx=127.0.0.1:$PORT"
 echo "round,kind,load,req_per_s,nginx_cpu_us_per_req,capture_cpu_s,cpu_us_per_req,peak_rss_kib,ring_dropped"
 us_per_req() { python3 -c "print(round($1 * 1e6 / ($2 * $DURATION), 2))"; }
 for r in $(seq 1 "$ROUNDS"); do
