@@ -30,6 +30,10 @@ struct Cli {
     /// Reload when the config file changes (ConfigMaps change files without signals).
     #[arg(long)]
     watch_config: bool,
+    /// Worker threads of the data path [default: the CPUs this process may use, at most
+    /// 2]. More only help pipelines with many busy components; each stage is one task.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
@@ -72,7 +76,7 @@ fn main() -> ExitCode {
             print!("{DEFAULT_PIPELINE}");
             ExitCode::SUCCESS
         }
-        None => run::run(cli.config, cli.watch_config),
+        None => run::run(cli.config, cli.watch_config, run::worker_threads(cli.threads)),
     }
 }
 

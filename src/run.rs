@@ -13,8 +13,21 @@ use tracing::{error, info, warn};
 
 use crate::components::Perisco;
 
-pub fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
+/// Worker threads when `--threads` is not given: a node agent should not start one
+/// worker per core of a 64-core node for a pipeline of a handful of tasks.
+/// `available_parallelism` honours the process's CPU affinity and cgroup CPU quota.
+const DEFAULT_MAX_THREADS: usize = 2;
+
+pub fn worker_threads(flag: Option<u16>) -> usize {
+    flag.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get().min(DEFAULT_MAX_THREADS)),
+        usize::from,
+    )
+}
+
+pub fn run(path: Option<PathBuf>, watch: bool, threads: usize) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .thread_name("perisco")
         .build()
@@ -25,10 +38,10 @@ pub fn run(path: Option<PathBuf>, watch: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(run_async(path, watch))
+    rt.block_on(run_async(path, watch, threads))
 }
 
-async fn run_async(path: Option<PathBuf>, watch: bool) -> ExitCode {
+async fn run_async(path: Option<PathBuf>, watch: bool, threads: usize) -> ExitCode {
     let config = match crate::load(path.as_deref()) {
         Ok(c) => c,
         Err(errors) => {
@@ -38,7 +51,7 @@ async fn run_async(path: Option<PathBuf>, watch: bool) -> ExitCode {
             return ExitCode::from(78);
         }
     };
-    info!(version = env!("CARGO_PKG_VERSION"), config = %path.as_deref().map_or("<default pipeline>".into(), |p| p.display().to_string()), "starting perisco");
+    info!(version = env!("CARGO_PKG_VERSION"), threads, config = %path.as_deref().map_or("<default pipeline>".into(), |p| p.display().to_string()), "starting perisco");
     let mut topology = match RunningTopology::<Perisco>::start(config, Registry::new()).await {
         Ok(t) => t,
         Err(e) => {

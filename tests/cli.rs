@@ -179,6 +179,14 @@ fn assert_all_json(p: &Path) {
 }
 
 #[test]
+fn threads_must_be_at_least_one() {
+    let out = perisco().args(["--threads", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--threads"), "{err}");
+}
+
+#[test]
 fn a_finite_pcap_run_ends_by_itself_after_draining() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.json");
@@ -200,8 +208,14 @@ fn a_finite_pcap_run_ends_by_itself_after_draining() {
     let n = lines(&out);
     assert!(n > 10, "only {n} lines");
     assert_all_json(&out);
-    // A second run appends the same number of lines.
-    let mut child = ChildGuard::spawn(perisco().arg("--config").arg(&cfg).stderr(Stdio::null())).unwrap();
+    // A second run, on one worker thread, appends the same number of lines.
+    let mut child = ChildGuard::spawn(
+        perisco()
+            .args(["--threads", "1", "--config"])
+            .arg(&cfg)
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
     assert!(wait_until(Duration::from_secs(60), || child
         .0
         .try_wait()

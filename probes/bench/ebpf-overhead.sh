@@ -28,8 +28,9 @@ RATE=${RATE:-20000}
 HOOK=${HOOK:-auto}
 RING_BYTES=${RING_BYTES:-16777216}
 PIN=${PIN:-}
-# on_cpu N CMD...: run CMD pinned to CPU N when PIN is set.
-on_cpu() { local cpu=$1; shift; if [[ -n $PIN ]]; then taskset -c "$cpu" "$@"; else "$@"; fi; }
+# Command prefixes that pin to CPU 0 / CPU 1 when PIN is set (empty otherwise).
+CPU0=(); CPU1=()
+[[ -z $PIN ]] || { CPU0=(taskset -c 0); CPU1=(taskset -c 1); }
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 . "$ROOT/probes/bench/pipeline.sh"
@@ -57,16 +58,16 @@ http { access_log off; sendfile off; keepalive_requests 1000000;
   uwsgi_temp_path $WORK/tmp; scgi_temp_path $WORK/tmp;
   server { listen 127.0.0.1:$PORT; root $WORK/www; } }
 CONF
-on_cpu 0 nginx -c "$WORK/nginx.conf" & NGINX=$!
+"${CPU0[@]}" nginx -c "$WORK/nginx.conf" & NGINX=$!
 sleep 1
 
 run_load() { # $1 = max | steady; prints requests/s
   local url="http://127.0.0.1:$PORT/index.html"
   if [[ $1 == max ]]; then
-    on_cpu 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" | awk '/Requests\/sec/ {print $2}'
+    "${CPU1[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" | awk '/Requests\/sec/ {print $2}'
   else
     local per_conn; per_conn=$(python3 -c "print(max(1, round($RATE / $CONNS)))")
-    on_cpu 1 h2load --h1 -c"$CONNS" --rps="$per_conn" -D"$DURATION" "$url" | awk '/^finished in/ {print $4}'
+    "${CPU1[@]}" h2load --h1 -c"$CONNS" --rps="$per_conn" -D"$DURATION" "$url" | awk '/^finished in/ {print $4}'
   fi
 }
 

@@ -183,7 +183,7 @@ impl Sender {
 
 /// How often the reader looks at the ring without being woken: the kernel only wakes it
 /// when a backlog builds up (loader's `WAKEUP_FRACTION`), so this bounds record latency.
-pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(10);
+pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
 /// Read what the ring holds (bounded, so shutdown and ticks are served under load) and
 /// send the events built from it.
