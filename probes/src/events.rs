@@ -38,8 +38,15 @@ struct Conn {
     process: Arc<ProcessInfo>,
 }
 
+/// Payloads of one-record messages are copied into shared blocks of this size and handed
+/// out as slices: one allocation per block instead of one per message (the blocks are freed
+/// once `parse`, which copies what it keeps, has dropped every event of a block).
+const ARENA_BYTES: usize = 64 * 1024;
+
 /// Per-source state turning records into events.
 pub struct Assembler {
+    /// Unused tail of the current payload block.
+    arena: BytesMut,
     /// (sk, cookie) → connection
     conns: FastMap<(u64, u64), Conn>,
     /// sk → cookie of the live connection on that socket (sockets are reused)
@@ -78,6 +85,7 @@ fn addr(family: u16, a: &[u8; 16], port: u16) -> SocketAddr {
 impl Assembler {
     pub fn new() -> Self {
         let mut a = Assembler {
+            arena: BytesMut::new(),
             conns: FastMap::default(),
             by_sk: FastMap::default(),
             next_id: 1,
@@ -168,6 +176,7 @@ impl Assembler {
         if !Arc::ptr_eq(&c.process, &process) {
             c.process = process.clone();
         }
+        let arena = &mut self.arena;
         let ev = |c: &Conn, kind, dir, data: Bytes, len: u32, ts_ns: u64| {
             Event::Socket(SocketData {
                 conn_id: c.id,
@@ -216,7 +225,7 @@ impl Assembler {
                         c,
                         SocketEventKind::Data,
                         dir,
-                        Bytes::copy_from_slice(payload),
+                        arena_copy(arena, payload),
                         h.msg_len,
                         ts_ns,
                     ));
@@ -265,6 +274,15 @@ impl Assembler {
     }
 }
 
+/// `payload` as a slice of the current block, starting a new block when it does not fit.
+fn arena_copy(arena: &mut BytesMut, payload: &[u8]) -> Bytes {
+    if arena.capacity() - arena.len() < payload.len() {
+        *arena = BytesMut::with_capacity(ARENA_BYTES.max(payload.len()));
+    }
+    arena.extend_from_slice(payload);
+    arena.split().freeze()
+}
+
 /// Emit a held (multi-chunk) message, truncated if its last chunk never came.
 fn flush(c: &mut Conn, process: &Arc<ProcessInfo>, out: &mut Vec<Event>) {
     if let Some(p) = c.pending.take() {
@@ -286,6 +304,23 @@ fn flush(c: &mut Conn, process: &Arc<ProcessInfo>, out: &mut Vec<Event>) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_are_slices_of_shared_blocks_and_outlive_them() {
+        let mut arena = BytesMut::new();
+        let a = arena_copy(&mut arena, b"GET / HTTP/1.1\r\n\r\n");
+        let b = arena_copy(&mut arena, b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(&a[..], b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(&b[..], b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(a.as_ptr().wrapping_add(a.len()), b.as_ptr(), "one block");
+        let big = vec![7u8; ARENA_BYTES + 1];
+        let c = arena_copy(&mut arena, &big);
+        assert_eq!(&c[..], &big[..]);
+        let d = arena_copy(&mut arena, b"x");
+        assert_eq!(&d[..], b"x");
+        drop(arena);
+        assert_eq!(&a[..], b"GET / HTTP/1.1\r\n\r\n");
+    }
 
     /// One ring record with every header field a test varies.
     #[allow(clippy::too_many_arguments)]

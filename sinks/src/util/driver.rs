@@ -100,18 +100,42 @@ async fn read_input<R: Router>(
     mut router: R,
     deadline: watch::Sender<Option<Instant>>,
 ) {
-    let mut line = Vec::with_capacity(1024);
+    // A batch is serialised into one buffer and each item is a slice of it: one allocation
+    // per batch instead of one per event (the buffer lives until its last item is delivered).
+    let mut bytes_per_event = 1024;
+    let mut spans = Vec::new();
     while let Some(batch) = input.recv().await {
+        let mut json = Vec::with_capacity(batch.len() * bytes_per_event);
+        // A slice keeps its whole batch's buffer alive: when this batch may be partly dropped
+        // (buffer nearly full), the items that get in are copied out instead, so memory stays
+        // bounded by what the buffer holds.
+        let share = matches!(settings.buffer.when_full, WhenFull::Block) || tx.capacity() >= batch.len();
+        spans.clear();
         for event in &batch {
-            line.clear();
-            if let Err(e) = event.write_json(&mut line) {
-                counters.dropped(DropReason::Encode, 1);
-                counters.standard.errors.inc();
-                error!(error = %e, "cannot serialise event; dropped");
-                continue;
+            let start = json.len();
+            match event.write_json(&mut json) {
+                Ok(()) => spans.push(Some(start..json.len())),
+                Err(e) => {
+                    json.truncate(start);
+                    spans.push(None);
+                    counters.dropped(DropReason::Encode, 1);
+                    counters.standard.errors.inc();
+                    error!(error = %e, "cannot serialise event; dropped");
+                }
             }
+        }
+        if !batch.is_empty() {
+            bytes_per_event = (json.len() / batch.len() + 64).min(64 * 1024);
+        }
+        let json = Bytes::from(json);
+        for (event, span) in batch.iter().zip(spans.drain(..)) {
+            let Some(span) = span else { continue };
             let mut item = Item {
-                line: Bytes::copy_from_slice(&line),
+                line: if share {
+                    json.slice(span)
+                } else {
+                    Bytes::copy_from_slice(&json[span])
+                },
                 route: None,
                 key: None,
             };
