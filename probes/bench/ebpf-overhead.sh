@@ -15,6 +15,7 @@
 #   ROUNDS=5 DURATION=10 CONNS=32 RATE=20000 (steady rounds; 0 disables them)
 #   HOOK=auto     the source's `hook` (auto, tracepoint, syscall_tracepoint, …)
 #   RING_BYTES=16777216  the source's `ring_buffer_bytes`
+#   CAPTURE_BYTES=4096   the source's `max_capture_bytes` (what the probe copies per message)
 #   PIN=1         nginx alone on CPU 0; the load generator and perisco share CPU 1. Models a
 #                 node where the traced server's cores are not the agent's: what remains is
 #                 the in-kernel cost to the server (and to the load generator, if it becomes
@@ -27,6 +28,7 @@ CONNS=${CONNS:-32}
 RATE=${RATE:-20000}
 HOOK=${HOOK:-auto}
 RING_BYTES=${RING_BYTES:-16777216}
+CAPTURE_BYTES=${CAPTURE_BYTES:-4096}
 PIN=${PIN:-}
 # Command prefixes that pin to CPU 0 / CPU 1 when PIN is set (empty otherwise).
 CPU0=(); CPU1=()
@@ -77,12 +79,14 @@ start_capture() {
   if [[ $MODE == source ]]; then
     coproc CAPP { exec "$BENCH_BIN" "ports = [$PORT]
 hook = \"$HOOK\"
+max_capture_bytes = $CAPTURE_BYTES
 ring_buffer_bytes = $RING_BYTES" 2>"$WORK/capture.log"; }
     CAP=$CAPP_PID
     read -r line <&"${CAPP[0]}"   # "attached"
     START_TICKS=$(cpu_ticks "$CAP")
   else
     start_pipeline "$BENCH_BIN" "$WORK" "$API" "hook = \"$HOOK\"
+max_capture_bytes = $CAPTURE_BYTES
 ring_buffer_bytes = $RING_BYTES
 ports = [$PORT]"
     START_TICKS=$(cpu_ticks "$CAP")
@@ -108,7 +112,7 @@ stop_capture() { # writes "cpu_seconds peak_rss_kib ring_dropped" to $WORK/stop 
   echo "$(python3 -c "print($ticks/$(getconf CLK_TCK))") $hwm ${drops:-0}" >"$WORK/stop"
 }
 
-echo "mode=$MODE hook=$HOOK pin=${PIN:-no} rounds=$ROUNDS duration=${DURATION}s conns=$CONNS steady_rate=$RATE nginx=127.0.0.1:$PORT"
+echo "mode=$MODE hook=$HOOK pin=${PIN:-no} capture_bytes=$CAPTURE_BYTES rounds=$ROUNDS duration=${DURATION}s conns=$CONNS steady_rate=$RATE nginx=127.0.0.1:$PORT"
 echo "round,kind,load,req_per_s,nginx_cpu_us_per_req,capture_cpu_s,cpu_us_per_req,peak_rss_kib,ring_dropped"
 us_per_req() { python3 -c "print(round($1 * 1e6 / ($2 * $DURATION), 2))"; }
 for r in $(seq 1 "$ROUNDS"); do
