@@ -24,7 +24,7 @@ for cmd in python3 tshark; do
 done
 
 if [[ -z "${PERISCO_BIN:-}" ]]; then
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-bench}
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
     echo "building perisco (release, $CARGO_TARGET_DIR)..." >&2
     cargo build --release -p perisco --quiet
     PERISCO_BIN=$CARGO_TARGET_DIR/release/perisco
@@ -36,24 +36,9 @@ expected=$(python3 "$ROOT/transforms/l7/benches/gen_pcap.py" --connections "$CON
     --exchanges "$EXCHANGES" --concurrency "$CONCURRENCY" --out "$PCAP")
 packets=$(( CONNECTIONS * (6 + 3 * EXCHANGES) ))
 
-cat >"$WORK/pipeline.toml" <<EOF
-[sources.capture]
-type = "pcap"
-path = "$PCAP"
-
-[transforms.l7]
-type = "parse"
-inputs = ["capture"]
-
-[transforms.pairs]
-type = "match"
-inputs = ["l7"]
-
-[sinks.out]
-type = "file"
-inputs = ["pairs"]
-path = "$WORK/records.jsonl"
-EOF
+. "$ROOT/probes/bench/pipeline.sh"
+write_pipeline "$WORK/pipeline.toml" "type = \"pcap\"
+path = \"$PCAP\"" "$WORK/records.jsonl"
 
 # Runs "$@" once; sets WALL and CPU (seconds, user + sys of the command and its threads).
 measure() {

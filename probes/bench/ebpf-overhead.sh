@@ -37,8 +37,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 . "$ROOT/probes/bench/pipeline.sh"
 WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-API=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
+API=$(free_port)
 cleanup() { [[ -n "${NGINX:-}" ]] && kill "$NGINX" 2>/dev/null; [[ -n "${CAP:-}" ]] && kill "$CAP" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 

@@ -24,7 +24,6 @@ WORK=$(mktemp -d)
 cleanup() { [[ -n "${CAP:-}" ]] && kill "$CAP" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 gcc -O2 -o "$WORK/pingpong" "$ROOT/probes/bench/pingpong.c"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 API=$(free_port)
 
 round() { # $1 = off | on | filtered, $2 = hook; prints one CSV line

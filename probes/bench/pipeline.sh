@@ -1,26 +1,39 @@
-# Sourced by the eBPF bench scripts: the perisco pipeline they measure,
-# ebpf_socket → parse → match → file.
+# Sourced by the bench scripts (probes/bench/*.sh, scripts/bench-l7-e2e.sh): the pipeline
+# they measure, SOURCE → parse → match → file, and the helpers around it.
 
-# start_pipeline BIN WORK API_PORT "ebpf_socket keys"; sets CAP to perisco's pid and returns
-# once the probe is attached.
-start_pipeline() {
-  cat >"$2/pipeline.toml" <<TOML
-[api]
-address = "127.0.0.1:$3"
+# free_port: a TCP port free on 127.0.0.1 right now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# write_pipeline FILE "source table keys" RECORDS [API_PORT]: the pipeline config, source
+# `capture` → parse → match → file RECORDS, with the API on API_PORT when given.
+write_pipeline() {
+  {
+    [[ -z ${4:-} ]] || printf '[api]\naddress = "127.0.0.1:%s"\n\n' "$4"
+    cat <<TOML
 [sources.capture]
-type = "ebpf_socket"
-$4
+$2
+
 [transforms.l7]
 type = "parse"
 inputs = ["capture"]
+
 [transforms.pairs]
 type = "match"
 inputs = ["l7"]
+
 [sinks.out]
 type = "file"
 inputs = ["pairs"]
-path = "$2/records.jsonl"
+path = "$3"
 TOML
+  } >"$1"
+}
+
+# start_pipeline BIN WORK API_PORT "ebpf_socket keys": runs the pipeline on a live capture;
+# sets CAP to perisco's pid and returns once the probe is attached.
+start_pipeline() {
+  write_pipeline "$2/pipeline.toml" "type = \"ebpf_socket\"
+$4" "$2/records.jsonl" "$3"
   "$1" --config "$2/pipeline.toml" >/dev/null 2>"$2/perisco.log" & CAP=$!
   until curl -s "http://127.0.0.1:$3/metrics" | grep -q 'perisco_ebpf_attached{component_id="capture"} 1'; do sleep 0.2; done
 }

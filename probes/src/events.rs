@@ -132,10 +132,12 @@ impl Assembler {
         let key = (h.sk, h.cookie);
         // A close may be seen in softirq context (socket tracepoints), where the current
         // task is not the connection's process: it keeps the process it had.
-        let process = match self.conns.get(&key) {
-            Some(c) if h.kind == EV_CLOSE => c.process.clone(),
-            _ => self.procs.get((h.pid_tgid >> 32) as u32, &h.comm, now),
+        let kept = if h.kind == EV_CLOSE {
+            self.conns.get(&key).map(|c| c.process.clone())
+        } else {
+            None
         };
+        let process = kept.unwrap_or_else(|| self.procs.get((h.pid_tgid >> 32) as u32, &h.comm, now));
         let ts_ns = self.wall(h.ts_ns);
         let dir = if h.dir == DIR_EGRESS {
             Direction::Egress
@@ -176,7 +178,6 @@ impl Assembler {
         if !Arc::ptr_eq(&c.process, &process) {
             c.process = process.clone();
         }
-        let arena = &mut self.arena;
         let ev = |c: &Conn, kind, dir, data: Bytes, len: u32, ts_ns: u64| {
             Event::Socket(SocketData {
                 conn_id: c.id,
@@ -225,7 +226,7 @@ impl Assembler {
                         c,
                         SocketEventKind::Data,
                         dir,
-                        arena_copy(arena, payload),
+                        arena_copy(&mut self.arena, payload),
                         h.msg_len,
                         ts_ns,
                     ));

@@ -704,6 +704,14 @@ fn tp_exit(ctx: &TracePointContext) {
     }
 }
 
+/// The iovec array and its length of a user `msghdr` (sendmsg/recvmsg argument).
+#[inline(always)]
+fn msghdr_iov(msg: u64) -> Option<(u64, u64)> {
+    // struct user_msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov; size_t msg_iovlen; … }
+    let v = unsafe { bpf_probe_read_user((msg + 16) as *const [u64; 2]) }.ok()?;
+    Some((v[0], v[1]))
+}
+
 macro_rules! tp_data {
     ($enter:ident, $enter_tp:literal, $exit:ident, $exit_tp:literal, $dir:expr, $iov:expr, $msghdr:expr) => {
         tp_data!($enter, $enter_tp, $exit, $exit_tp, $dir, $iov, $msghdr, None);
@@ -720,10 +728,9 @@ macro_rules! tp_data {
             }
             let (mut ptr, mut n) = (arg(&ctx, 1), arg(&ctx, 2));
             if $msghdr {
-                // struct user_msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov; size_t msg_iovlen; … }
-                match unsafe { bpf_probe_read_user((ptr + 16) as *const [u64; 2]) } {
-                    Ok(v) => (ptr, n) = (v[0], v[1]),
-                    Err(_) => return 0,
+                match msghdr_iov(ptr) {
+                    Some(v) => (ptr, n) = v,
+                    None => return 0,
                 }
             }
             tp_enter(arg(&ctx, 0), ptr, n, $iov, PENDING_DATA, $dir);
@@ -940,9 +947,7 @@ fn syscall_src(o: &Offsets, dir: u8, nr: u64, a: [u64; 3]) -> Option<Src> {
     } else if vec {
         (a[1], a[2])
     } else if msg {
-        // struct user_msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov; size_t msg_iovlen; … }
-        let v = unsafe { bpf_probe_read_user((a[1] + 16) as *const [u64; 2]) }.ok()?;
-        (v[0], v[1])
+        msghdr_iov(a[1])?
     } else {
         return None;
     };
