@@ -1,18 +1,21 @@
 //! `file` sink: JSON lines appended to a file, or stdout with `path = "-"`.
 //!
 //! Runs on the shared driver (buffer, counters, flush on shutdown): each batch is what
-//! the buffer holds (up to 1000 events), written and flushed at once, so a quiet pipeline
-//! shows records immediately and a busy one writes in large blocks. Write errors are
-//! retried (the file is reopened). SIGUSR1 (and every reload) reopens the file, for
-//! logrotate.
+//! the buffer holds (up to 1000 events), written at once, so a quiet pipeline shows
+//! records immediately and a busy one writes in large blocks. Write errors are retried
+//! (the file is reopened). SIGUSR1 (and every reload) reopens the file, for logrotate.
+//!
+//! A batch is copied once into a buffer the sink keeps, and that buffer is written with
+//! one blocking `write_all` on tokio's blocking pool; `tokio::fs` would copy it again and
+//! hand every 256 KiB chunk to the pool separately.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use perisco_engine::component::*;
 use perisco_engine::event::DataType;
 use serde::Deserialize;
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tracing::{error, info};
 
 use crate::util::config::{BatchSettings, BufferConfig, DeliverySettings, RetryConfig};
@@ -91,15 +94,31 @@ fn open_append(path: &std::path::Path) -> Result<std::fs::File, BoxError> {
         .map_err(|e| format!("cannot open `{}` for appending: {e}", path.display()).into())
 }
 
-type Writer = BufWriter<Box<dyn AsyncWrite + Unpin + Send>>;
+/// An open destination. Writes block: they run on the blocking pool.
+enum Out {
+    Stdout(std::io::Stdout),
+    File(std::fs::File),
+}
+
+impl Out {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Out::Stdout(s) => {
+                let mut s = s.lock();
+                s.write_all(buf)?;
+                s.flush()
+            }
+            Out::File(f) => f.write_all(buf),
+        }
+    }
+}
 
 impl Target {
-    fn open(&self) -> Result<Writer, BoxError> {
-        let w: Box<dyn AsyncWrite + Unpin + Send> = match self {
-            Target::Stdout => Box::new(tokio::io::stdout()),
-            Target::File(p) => Box::new(tokio::fs::File::from_std(open_append(p)?)),
-        };
-        Ok(BufWriter::with_capacity(256 * 1024, w))
+    fn open(&self) -> Result<Out, BoxError> {
+        Ok(match self {
+            Target::Stdout => Out::Stdout(std::io::stdout()),
+            Target::File(p) => Out::File(open_append(p)?),
+        })
     }
 
     fn name(&self) -> String {
@@ -123,6 +142,7 @@ impl Sink for FileSink {
             let writer = FileWriter {
                 target: self.target,
                 out: Some(out),
+                buf: Vec::new(),
                 reopen_wanted: false,
             };
             driver::run(cx, self.settings, self.counters, NoRoute, writer).await
@@ -132,28 +152,44 @@ impl Sink for FileSink {
 
 struct FileWriter {
     target: Target,
-    /// `None` after a failed reopen; the next batch tries again.
-    out: Option<Writer>,
+    /// `None` after a failed write or reopen (or while a write is on the blocking pool);
+    /// the next batch opens the file again.
+    out: Option<Out>,
+    /// The batch's lines, kept between batches for its capacity.
+    buf: Vec<u8>,
     reopen_wanted: bool,
 }
 
 impl FileWriter {
     async fn write_batch(&mut self, batch: &[Item]) -> std::io::Result<()> {
-        if self.reopen_wanted || self.out.is_none() {
-            if let Some(mut old) = self.out.take() {
-                old.flush().await?;
+        // Every batch is written whole, so nothing is pending in a file left behind.
+        let reopen = std::mem::take(&mut self.reopen_wanted);
+        let mut out = match self.out.take() {
+            Some(out) if !reopen => out,
+            _ => {
+                let out = self.target.open().map_err(std::io::Error::other)?;
+                if reopen {
+                    info!(path = %self.target.name(), "reopened");
+                }
+                out
             }
-            self.reopen_wanted = false;
-            let w = self.target.open().map_err(std::io::Error::other)?;
-            info!(path = %self.target.name(), "reopened");
-            self.out = Some(w);
-        }
-        let Some(out) = self.out.as_mut() else { return Ok(()) };
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
         for item in batch {
-            out.write_all(&item.line).await?;
-            out.write_all(b"\n").await?;
+            buf.extend_from_slice(&item.line);
+            buf.push(b'\n');
         }
-        out.flush().await
+        let (out, buf, written) = tokio::task::spawn_blocking(move || {
+            let r = out.write_all(&buf);
+            (out, buf, r)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        self.buf = buf;
+        written?;
+        self.out = Some(out);
+        Ok(())
     }
 }
 

@@ -376,36 +376,40 @@ impl<'p> Writer<'_> {
     }
 
     /// A JSON string with serde_json's escaping: `"` `\` and control characters only.
-    /// Eight bytes are checked at a time and runs that need no escape are copied at once:
-    /// header values and URLs almost never contain one.
+    /// Header values, URLs and names almost never contain one, so the whole string is
+    /// checked first (eight bytes at a time) and then copied at once.
     fn string(&mut self, s: &str) {
         let bytes = s.as_bytes();
+        if needs_escape(bytes) {
+            self.escaped(bytes);
+            return;
+        }
         self.out.reserve(bytes.len() + 2);
         self.out.push(b'"');
+        self.out.extend_from_slice(bytes);
+        self.out.push(b'"');
+    }
+
+    /// The slow path of [`Self::string`]: byte by byte, runs without escapes copied at once.
+    #[cold]
+    fn escaped(&mut self, bytes: &[u8]) {
+        self.out.reserve(bytes.len() + 8);
+        self.out.push(b'"');
         let mut start = 0;
-        let mut at = 0;
-        while at < bytes.len() {
-            let end = (at + 8).min(bytes.len());
-            if !may_need_escape(word_at(bytes, at)) {
-                at = end;
+        for (i, &b) in bytes.iter().enumerate() {
+            let esc = ESCAPE[b as usize];
+            if esc == 0 {
                 continue;
             }
-            for (i, &b) in bytes.iter().enumerate().take(end).skip(at) {
-                let esc = ESCAPE[b as usize];
-                if esc == 0 {
-                    continue;
-                }
-                self.out.extend_from_slice(&bytes[start..i]);
-                start = i + 1;
-                if esc == b'u' {
-                    self.out.extend_from_slice(b"\\u00");
-                    self.out.push(HEX[(b >> 4) as usize]);
-                    self.out.push(HEX[(b & 0xf) as usize]);
-                } else {
-                    self.out.extend_from_slice(&[b'\\', esc]);
-                }
+            self.out.extend_from_slice(&bytes[start..i]);
+            start = i + 1;
+            if esc == b'u' {
+                self.out.extend_from_slice(b"\\u00");
+                self.out.push(HEX[(b >> 4) as usize]);
+                self.out.push(HEX[(b & 0xf) as usize]);
+            } else {
+                self.out.extend_from_slice(&[b'\\', esc]);
             }
-            at = end;
         }
         self.out.extend_from_slice(&bytes[start..]);
         self.out.push(b'"');
@@ -485,28 +489,23 @@ fn civil_date(days: u64) -> (u32, u32, u32) {
     (year as u32, month as u32, day as u32)
 }
 
-/// A word that holds `bytes[at..]`'s next 8 bytes: read in place (an 8-byte load; copying
-/// bytes into a buffer first stalled store forwarding), near the end the string's last 8
-/// bytes, and for a string shorter than 8 its bytes padded with one that needs no escape.
-fn word_at(bytes: &[u8], at: usize) -> u64 {
-    let rest = bytes.get(at..).unwrap_or_default();
-    let last = bytes.len().checked_sub(8).and_then(|i| bytes.get(i..));
-    if let Some(w) = rest
-        .first_chunk::<8>()
-        .or_else(|| last.and_then(<[u8]>::first_chunk::<8>))
-    {
-        return u64::from_le_bytes(*w);
+/// True when some byte of `bytes` is `"`, `\\` or below 0x20.
+fn needs_escape(bytes: &[u8]) -> bool {
+    let (words, tail) = bytes.as_chunks::<8>();
+    if words.iter().any(|w| may_need_escape(u64::from_le_bytes(*w))) {
+        return true;
     }
-    let mut word = u64::from_le_bytes([b'x'; 8]);
-    for (k, &b) in rest.iter().enumerate().take(8) {
-        word = (word & !(0xff << (8 * k))) | (u64::from(b) << (8 * k));
+    match bytes.last_chunk::<8>() {
+        // The last eight bytes cover the tail (overlapping checked bytes changes nothing).
+        Some(last) if !tail.is_empty() => may_need_escape(u64::from_le_bytes(*last)),
+        Some(_) => false,
+        None => tail.iter().any(|&b| ESCAPE[b as usize] != 0),
     }
-    word
 }
 
-/// False when none of the 8 bytes is `"`, `\` or below 0x20 (SWAR "has byte less than /
-/// equal to" tests; a true answer may be wrong only when another byte really matches, and
-/// the caller then checks each byte).
+/// True when one of the 8 bytes is `"`, `\` or below 0x20 (SWAR "has byte less than /
+/// equal to" tests: a borrow can flag a byte wrongly only above a byte that really
+/// matches, so the answer for the word is exact).
 fn may_need_escape(word: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
