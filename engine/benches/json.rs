@@ -79,13 +79,21 @@ fn record() -> Record {
             }),
             grpc: None,
         },
-        client: Some(Box::new(endpoint("webapp-5f459f867b-2zbx8", "webapp", "Deployment"))),
-        server: Some(Box::new(endpoint("books-675456b8d-prpht", "books", "Deployment"))),
-        client_service: Some(Box::new(ServiceRef {
+        client: Some(std::sync::Arc::new(endpoint(
+            "webapp-5f459f867b-2zbx8",
+            "webapp",
+            "Deployment",
+        ))),
+        server: Some(std::sync::Arc::new(endpoint(
+            "books-675456b8d-prpht",
+            "books",
+            "Deployment",
+        ))),
+        client_service: Some(std::sync::Arc::new(ServiceRef {
             name: "webapp".into(),
             namespace: "shop".into(),
         })),
-        server_service: Some(Box::new(ServiceRef {
+        server_service: Some(std::sync::Arc::new(ServiceRef {
             name: "books".into(),
             namespace: "shop".into(),
         })),

@@ -79,21 +79,21 @@ fn full() -> Record {
         &[("Accept", "application/json"), ("User-Agent", "curl/7.88.1")],
     ));
     r.l7.response = Some(response(200, &[("Server", "WEBrick"), ("Content-Length", "42")]));
-    r.client = Some(Box::new(endpoint(
+    r.client = Some(std::sync::Arc::new(endpoint(
         "webapp-5f459f867b-2zbx8",
         &["app=webapp", "tier=front"],
         None,
     )));
-    r.server = Some(Box::new(endpoint(
+    r.server = Some(std::sync::Arc::new(endpoint(
         "books-0",
         &["app=books"],
         Some(("books", "StatefulSet")),
     )));
-    r.client_service = Some(Box::new(ServiceRef {
+    r.client_service = Some(std::sync::Arc::new(ServiceRef {
         name: "webapp".into(),
         namespace: "default".into(),
     }));
-    r.server_service = Some(Box::new(ServiceRef {
+    r.server_service = Some(std::sync::Arc::new(ServiceRef {
         name: "books".into(),
         namespace: "default".into(),
     }));
@@ -180,19 +180,19 @@ fn table() -> Vec<(&'static str, Record)> {
     ));
     r.comm = Some("\"".into());
     r.node = Some("\\".into());
-    r.client = Some(Box::new(Endpoint {
+    r.client = Some(std::sync::Arc::new(Endpoint {
         labels: vec!["k=\"v\"".into(), "\u{1}".into()],
         ..Default::default()
     }));
     t.push(("every escape and non-ASCII", r));
 
     let mut r = base();
-    r.client = Some(Box::new(Endpoint::default()));
-    r.server = Some(Box::new(Endpoint {
+    r.client = Some(std::sync::Arc::new(Endpoint::default()));
+    r.server = Some(std::sync::Arc::new(Endpoint {
         workload: Some(Workload::default()),
         ..Default::default()
     }));
-    r.client_service = Some(Box::new(ServiceRef::default()));
+    r.client_service = Some(std::sync::Arc::new(ServiceRef::default()));
     t.push(("empty endpoints and services", r));
 
     let mut r = base();
@@ -657,10 +657,10 @@ fn random_record(rng: &mut Rng) -> Record {
                 })
             }),
         },
-        client: rng.maybe(random_endpoint).map(Box::new),
-        server: rng.maybe(random_endpoint).map(Box::new),
-        client_service: rng.maybe(random_service).map(Box::new),
-        server_service: rng.maybe(random_service).map(Box::new),
+        client: rng.maybe(random_endpoint).map(std::sync::Arc::new),
+        server: rng.maybe(random_endpoint).map(std::sync::Arc::new),
+        client_service: rng.maybe(random_service).map(std::sync::Arc::new),
+        server_service: rng.maybe(random_service).map(std::sync::Arc::new),
         comm: rng.maybe(Rng::text),
         container_id: rng.maybe(Rng::text),
         node: rng.maybe(Rng::text),

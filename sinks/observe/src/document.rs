@@ -87,10 +87,10 @@ pub fn record_from_document(doc: &Map<String, Value>) -> Option<Record> {
                 })
             }),
         },
-        client: v("client").map(endpoint).map(Box::new),
-        server: v("server").map(endpoint).map(Box::new),
-        client_service: v("clientService").and_then(service).map(Box::new),
-        server_service: v("serverService").and_then(service).map(Box::new),
+        client: v("client").map(endpoint).map(std::sync::Arc::new),
+        server: v("server").map(endpoint).map(std::sync::Arc::new),
+        client_service: v("clientService").and_then(service).map(std::sync::Arc::new),
+        server_service: v("serverService").and_then(service).map(std::sync::Arc::new),
         comm: v("comm").and_then(Value::as_str).map(Into::into),
         container_id: None,
         node: v("node").and_then(Value::as_str).map(str::to_owned),
@@ -215,7 +215,7 @@ mod tests {
         assert_eq!(r.l7.latency_ns, Some(2500));
         assert_eq!(r.l7.response.unwrap().http.code, 503);
         assert_eq!(r.l7.request.unwrap().http.headers, vec![Header::new("a", "b")]);
-        assert_eq!(r.server.unwrap().workload.unwrap().name, "books");
+        assert_eq!(r.server.as_ref().unwrap().workload.as_ref().unwrap().name, "books");
         assert_eq!(r.incomplete, vec![Cow::Borrowed("request_truncated")]);
     }
 

@@ -80,7 +80,7 @@ pub fn records(n: usize, start: u32) -> Vec<Event> {
                     }),
                     grpc: None,
                 },
-                client: Some(Box::new(Endpoint {
+                client: Some(Arc::new(Endpoint {
                     namespace: Some("default".into()),
                     labels: vec!["app=webapp".into()],
                     pod_name: Some("webapp-5f459f867b-2zbx8".into()),
@@ -90,19 +90,19 @@ pub fn records(n: usize, start: u32) -> Vec<Event> {
                     }),
                 })),
                 server: ns.map(|ns| {
-                    Box::new(Endpoint {
+                    Arc::new(Endpoint {
                         namespace: Some(ns.into()),
                         labels: vec!["app=books".into()],
                         pod_name: Some(format!("books-675456b8d-{seq}")),
                         workload: None,
                     })
                 }),
-                client_service: Some(Box::new(ServiceRef {
+                client_service: Some(Arc::new(ServiceRef {
                     name: "webapp".into(),
                     namespace: "default".into(),
                 })),
                 server_service: ns.map(|ns| {
-                    Box::new(ServiceRef {
+                    Arc::new(ServiceRef {
                         name: "books".into(),
                         namespace: ns.into(),
                     })

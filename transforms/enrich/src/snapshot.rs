@@ -27,22 +27,27 @@ pub enum Owner {
     Workload(Arc<Workload>),
 }
 
-/// A pod as the snapshot resolves it: the shared meta plus its resolved workload.
+/// A pod as the snapshot resolves it: the shared meta, and what its records show, built
+/// once per snapshot and shared by every record of the pod.
 #[derive(Debug, Clone)]
 pub struct PodView {
     pub meta: Arc<PodMeta>,
-    pub workload: Option<Arc<Workload>>,
+    pub endpoint: Arc<Endpoint>,
     /// Node IP (status.hostIP); used to tell which side a hostNetwork pod is on.
     pub host_ip: Option<IpAddr>,
 }
 
 impl PodView {
-    pub fn endpoint(&self) -> Endpoint {
-        Endpoint {
-            namespace: Some(self.meta.namespace.to_string()),
-            labels: self.meta.labels.iter().map(|l| l.to_string()).collect(),
-            pod_name: Some(self.meta.name.to_string()),
-            workload: self.workload.as_deref().cloned(),
+    pub fn new(meta: &Arc<PodMeta>, workload: Option<&Workload>, host_ip: Option<IpAddr>) -> Self {
+        PodView {
+            meta: meta.clone(),
+            endpoint: Arc::new(Endpoint {
+                namespace: Some(meta.namespace.to_string()),
+                labels: meta.labels.iter().map(|l| l.to_string()).collect(),
+                pod_name: Some(meta.name.to_string()),
+                workload: workload.cloned(),
+            }),
+            host_ip,
         }
     }
 }
@@ -70,9 +75,9 @@ pub struct Snapshot {
     pub pods_by_ip: HashMap<IpAddr, PodView>,
     /// Container id (no `runtime://` prefix) → pod, for pods on this node.
     pub pods_by_container: HashMap<Box<str>, PodView>,
-    pub service_by_cluster_ip: HashMap<IpAddr, Arc<ServiceKey>>,
+    pub service_by_cluster_ip: HashMap<IpAddr, Arc<ServiceRef>>,
     /// Pod IP → the first (by namespace, name) service whose EndpointSlices list it.
-    pub service_by_pod_ip: HashMap<IpAddr, Arc<ServiceKey>>,
+    pub service_by_pod_ip: HashMap<IpAddr, Arc<ServiceRef>>,
     /// True once every watch has listed at least once.
     pub synced: bool,
 }
@@ -85,7 +90,7 @@ pub struct Resolved {
 }
 
 impl Snapshot {
-    fn service_for(&self, ip: IpAddr) -> Option<&Arc<ServiceKey>> {
+    fn service_for(&self, ip: IpAddr) -> Option<&Arc<ServiceRef>> {
         self.service_by_cluster_ip
             .get(&ip)
             .or_else(|| self.service_by_pod_ip.get(&ip))
@@ -116,20 +121,20 @@ impl Snapshot {
         if r.client.is_none()
             && let Some(p) = client_pod
         {
-            r.client = Some(Box::new(p.endpoint()));
+            r.client = Some(p.endpoint.clone());
             found.client = true;
         }
         if r.server.is_none()
             && let Some(p) = server_pod
         {
-            r.server = Some(Box::new(p.endpoint()));
+            r.server = Some(p.endpoint.clone());
             found.server = true;
         }
         if r.client_service.is_none() {
-            r.client_service = self.service_for(r.ip.client).map(|s| Box::new(s.to_ref()));
+            r.client_service = self.service_for(r.ip.client).cloned();
         }
         if r.server_service.is_none() {
-            r.server_service = self.service_for(r.ip.server).map(|s| Box::new(s.to_ref()));
+            r.server_service = self.service_for(r.ip.server).cloned();
         }
         found
     }

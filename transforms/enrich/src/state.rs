@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use perisco_engine::event::Workload;
+use perisco_engine::event::{ServiceRef, Workload};
 
 use crate::snapshot::{Owner, PodMeta, PodView, ServiceKey, Snapshot, normalize_container_id};
 
@@ -399,11 +399,7 @@ impl ClusterState {
                 }),
                 None => None,
             };
-            let view = PodView {
-                meta: p.meta.clone(),
-                workload,
-                host_ip: p.host_ip,
-            };
+            let view = PodView::new(&p.meta, workload.as_deref(), p.host_ip);
             for c in p.containers.iter() {
                 by_container.insert(c.clone(), view.clone());
             }
@@ -421,25 +417,36 @@ impl ClusterState {
                 }
             }
         }
+        // One shared `ServiceRef` per service, whatever number of IPs lead to it.
+        let mut refs: HashMap<Arc<ServiceKey>, Arc<ServiceRef>> = HashMap::new();
+        let mut shared = |key: &Arc<ServiceKey>| -> Arc<ServiceRef> {
+            refs.entry(key.clone())
+                .or_insert_with(|| Arc::new(key.to_ref()))
+                .clone()
+        };
         let mut service_by_cluster_ip = HashMap::with_capacity(self.services.len());
         for (key, ips) in self.services.values() {
             for ip in ips.iter() {
-                service_by_cluster_ip.insert(*ip, key.clone());
+                service_by_cluster_ip.insert(*ip, shared(key));
             }
         }
-        let mut service_by_pod_ip: HashMap<IpAddr, Arc<ServiceKey>> = HashMap::new();
+        let mut service_by_pod_ip: HashMap<IpAddr, &Arc<ServiceKey>> = HashMap::new();
         for s in self.slices.values() {
             for ip in s.addresses.iter() {
                 service_by_pod_ip
                     .entry(*ip)
                     .and_modify(|cur| {
-                        if s.service < *cur {
-                            *cur = s.service.clone();
+                        if s.service < **cur {
+                            *cur = &s.service;
                         }
                     })
-                    .or_insert_with(|| s.service.clone());
+                    .or_insert(&s.service);
             }
         }
+        let service_by_pod_ip = service_by_pod_ip
+            .into_iter()
+            .map(|(ip, key)| (ip, shared(key)))
+            .collect();
         Snapshot {
             pods_by_ip: by_ip.into_iter().map(|(ip, (_, v))| (ip, v)).collect(),
             pods_by_container: by_container,

@@ -79,13 +79,15 @@ async fn create_service(c: &kube::Client, name: &str, cluster_ip: &str, backends
 }
 
 fn server_pod(t: &mut dyn FunctionTransform, ip: &str) -> Option<String> {
-    enrich(t, record("127.0.0.250", ip)).server.and_then(|s| s.pod_name)
+    enrich(t, record("127.0.0.250", ip))
+        .server
+        .and_then(|s| s.pod_name.clone())
 }
 
 fn server_labels(t: &mut dyn FunctionTransform, ip: &str) -> Vec<String> {
     enrich(t, record("127.0.0.250", ip))
         .server
-        .map(|s| s.labels)
+        .map(|s| s.labels.clone())
         .unwrap_or_default()
 }
 
@@ -182,7 +184,7 @@ async fn kmock_enriches_and_follows_pod_lifecycle() {
 
     // To a ClusterIP: the service is known, no pod is claimed.
     let r = enrich(t, record("127.0.0.2", "127.0.0.11"));
-    assert_eq!(r.server_service.map(|s| s.name).as_deref(), Some("books"));
+    assert_eq!(r.server_service.map(|s| s.name.clone()).as_deref(), Some("books"));
     assert!(r.server.is_none());
     // An address nobody has: absent, not empty.
     let r = enrich(t, record("127.0.0.200", "127.0.0.201"));

@@ -146,13 +146,15 @@ fn start(script: Script, grace: Duration) -> Setup {
 }
 
 fn pod_at(e: &mut perisco_enrich::Enrich, ip: &str) -> Option<String> {
-    enrich(e, record("10.9.9.9", ip)).server.and_then(|s| s.pod_name)
+    enrich(e, record("10.9.9.9", ip))
+        .server
+        .and_then(|s| s.pod_name.clone())
 }
 
 fn labels_at(e: &mut perisco_enrich::Enrich, ip: &str) -> Vec<String> {
     enrich(e, record("10.9.9.9", ip))
         .server
-        .map(|s| s.labels)
+        .map(|s| s.labels.clone())
         .unwrap_or_default()
 }
 
@@ -307,7 +309,7 @@ async fn services_endpointslices_and_replicasets_resolve_through_the_watchers() 
     let c = r.client.unwrap();
     assert_eq!(c.pod_name.as_deref(), Some("web-abc-1"));
     assert_eq!(c.labels, ["app=web"]);
-    assert_eq!(c.workload.unwrap().name, "web");
+    assert_eq!(c.workload.as_ref().unwrap().name, "web");
     assert_eq!(r.client_service.unwrap().name, "web");
     assert_eq!(r.server_service.unwrap().name, "web");
     assert!(r.server.is_none());

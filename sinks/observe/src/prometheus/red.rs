@@ -57,13 +57,13 @@ const STANDARD_METHODS: [&str; 9] = [
 
 /// The label values of a record (see the module comment for the rules).
 pub fn labels_of(r: &Record) -> Labels {
-    let workload = |e: &Option<Box<perisco_engine::record::Endpoint>>| {
+    let workload = |e: &Option<std::sync::Arc<perisco_engine::record::Endpoint>>| {
         e.as_ref()
             .and_then(|e| e.workload.as_ref())
             .map_or("", |w| w.name.as_str())
             .into()
     };
-    let namespace = |e: &Option<Box<perisco_engine::record::Endpoint>>| {
+    let namespace = |e: &Option<std::sync::Arc<perisco_engine::record::Endpoint>>| {
         e.as_ref().and_then(|e| e.namespace.as_deref()).unwrap_or("").into()
     };
     let request = r.l7.request.as_ref().map(|q| &q.http);
@@ -256,12 +256,12 @@ mod tests {
                 grpc: None,
             },
             client: None,
-            server: Some(Box::new(Endpoint {
+            server: Some(std::sync::Arc::new(Endpoint {
                 namespace: Some("shop".into()),
                 ..Default::default()
             })),
             client_service: None,
-            server_service: Some(Box::new(ServiceRef {
+            server_service: Some(std::sync::Arc::new(ServiceRef {
                 name: service.into(),
                 namespace: "shop".into(),
             })),

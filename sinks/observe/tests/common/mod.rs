@@ -91,13 +91,13 @@ pub fn record(seq: u64, s: &Spec) -> Record {
             }),
             grpc: None,
         },
-        client: Some(Box::new(endpoint(s.client))),
-        server: Some(Box::new(endpoint(s.server))),
-        client_service: Some(Box::new(ServiceRef {
+        client: Some(std::sync::Arc::new(endpoint(s.client))),
+        server: Some(std::sync::Arc::new(endpoint(s.server))),
+        client_service: Some(std::sync::Arc::new(ServiceRef {
             name: s.client.2.into(),
             namespace: s.client.0.into(),
         })),
-        server_service: Some(Box::new(ServiceRef {
+        server_service: Some(std::sync::Arc::new(ServiceRef {
             name: s.service.into(),
             namespace: s.server.0.into(),
         })),

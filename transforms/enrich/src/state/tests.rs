@@ -158,6 +158,33 @@ fn resolves_pods_services_and_deployments() {
     assert_eq!(r.server_service.unwrap().name, "db");
 }
 
+/// Records of one pod share its endpoint and service: enriching is reference counting,
+/// not copying the pod's strings into every record.
+#[test]
+fn records_of_one_pod_share_its_endpoint_and_service() {
+    let now = Instant::now();
+    let mut st = ClusterState::new(opts(60));
+    st.apply_pod(&pod("2", "db-0", "10.1.0.2", json!({"app":"db"}), None), now);
+    st.apply_service(&service("s1", "db", "10.96.0.10"));
+    st.apply_slice(&slice("e1", "db", &["10.1.0.2"]));
+    let snap = st.snapshot(now);
+    let (mut a, mut b) = (record("10.9.9.1", "10.1.0.2"), record("10.9.9.2", "10.1.0.2"));
+    snap.enrich(&mut a);
+    snap.enrich(&mut b);
+    assert!(Arc::ptr_eq(a.server.as_ref().unwrap(), b.server.as_ref().unwrap()));
+    assert!(Arc::ptr_eq(
+        a.server_service.as_ref().unwrap(),
+        b.server_service.as_ref().unwrap()
+    ));
+    // The ClusterIP and the pod IP lead to the same service object.
+    let mut c = record("10.9.9.3", "10.96.0.10");
+    snap.enrich(&mut c);
+    assert!(Arc::ptr_eq(
+        a.server_service.as_ref().unwrap(),
+        c.server_service.as_ref().unwrap()
+    ));
+}
+
 #[test]
 fn workload_kinds_from_owners() {
     let now = Instant::now();
@@ -174,13 +201,7 @@ fn workload_kinds_from_owners() {
     );
     st.apply_pod(&pod("5", "e", "10.1.0.5", json!({}), Some(("DaemonSet", "agent"))), now);
     let snap = st.snapshot(now);
-    let w = |ip: &str| {
-        snap.pods_by_ip[&ip.parse().unwrap()]
-            .workload
-            .as_deref()
-            .cloned()
-            .unwrap()
-    };
+    let w = |ip: &str| snap.pods_by_ip[&ip.parse().unwrap()].endpoint.workload.clone().unwrap();
     assert_eq!(
         w("10.1.0.1"),
         Workload {
