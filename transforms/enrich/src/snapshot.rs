@@ -68,16 +68,20 @@ impl ServiceKey {
     }
 }
 
+/// The snapshot's maps: read for every record, so hashed with foldhash (SipHash was half
+/// of a lookup); the keys come from the API server, and the hasher is seeded per process.
+pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Everything the data path may ask, frozen at one point in time.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Pod IPs of pods that do not use the host network.
-    pub pods_by_ip: HashMap<IpAddr, PodView>,
+    pub pods_by_ip: Map<IpAddr, PodView>,
     /// Container id (no `runtime://` prefix) → pod, for pods on this node.
-    pub pods_by_container: HashMap<Box<str>, PodView>,
-    pub service_by_cluster_ip: HashMap<IpAddr, Arc<ServiceRef>>,
+    pub pods_by_container: Map<Box<str>, PodView>,
+    pub service_by_cluster_ip: Map<IpAddr, Arc<ServiceRef>>,
     /// Pod IP → the first (by namespace, name) service whose EndpointSlices list it.
-    pub service_by_pod_ip: HashMap<IpAddr, Arc<ServiceRef>>,
+    pub service_by_pod_ip: Map<IpAddr, Arc<ServiceRef>>,
     /// True once every watch has listed at least once.
     pub synced: bool,
 }

@@ -13,7 +13,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use perisco_engine::event::{ServiceRef, Workload};
 
-use crate::snapshot::{Owner, PodMeta, PodView, ServiceKey, Snapshot, normalize_container_id};
+use crate::snapshot::{Map, Owner, PodMeta, PodView, ServiceKey, Snapshot, normalize_container_id};
 
 /// The resources watched, in a fixed order (index into per-resource arrays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -383,7 +383,7 @@ impl ClusterState {
         }
         // For each IP the best claimant: a live pod beats a gone one; of gone ones, the latest.
         let mut by_ip: HashMap<IpAddr, (Option<Instant>, PodView)> = HashMap::with_capacity(self.pods.len());
-        let mut by_container = HashMap::new();
+        let mut by_container = Map::default();
         for p in self.pods.values() {
             if p.gone_since.is_some_and(|t| now.duration_since(t) >= grace) {
                 continue;
@@ -424,7 +424,7 @@ impl ClusterState {
                 .or_insert_with(|| Arc::new(key.to_ref()))
                 .clone()
         };
-        let mut service_by_cluster_ip = HashMap::with_capacity(self.services.len());
+        let mut service_by_cluster_ip = Map::with_capacity_and_hasher(self.services.len(), Default::default());
         for (key, ips) in self.services.values() {
             for ip in ips.iter() {
                 service_by_cluster_ip.insert(*ip, shared(key));
