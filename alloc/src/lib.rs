@@ -13,6 +13,28 @@ use core::ffi::c_void;
 
 use libmimalloc_sys as mi;
 
+unsafe extern "C" {
+    fn mi_option_get(option: core::ffi::c_int) -> core::ffi::c_long;
+    fn mi_option_set(option: core::ffi::c_int, value: core::ffi::c_long);
+}
+
+/// `mi_option_purge_delay` in mimalloc v3's `enum mi_option_e` (include/mimalloc.h); the
+/// sys crate exports no constant for it.
+const MI_OPTION_PURGE_DELAY: core::ffi::c_int = 15;
+
+/// How long freed memory stays mapped before mimalloc returns it to the kernel, in ms.
+pub fn purge_delay_ms() -> i64 {
+    // SAFETY: reading an option is always allowed.
+    i64::from(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) })
+}
+
+/// Set the delay of [`purge_delay_ms`]. Call it at start, before threads are spawned (the
+/// option is a plain global in mimalloc).
+pub fn set_purge_delay_ms(ms: i64) {
+    // SAFETY: setting an option is allowed at any time; the value is a plain integer.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms as core::ffi::c_long) }
+}
+
 /// What `mi_malloc` guarantees on 64-bit targets (`MI_MAX_ALIGN_SIZE`).
 const NATURAL_ALIGN: usize = 16;
 
@@ -72,6 +94,17 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
+
+    /// The option index is mimalloc v3's purge delay: its documented default (1 000 ms), then
+    /// what was set.
+    #[test]
+    fn purge_delay_is_the_option_set() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            assert_eq!(purge_delay_ms(), 1000, "not mimalloc v3's purge_delay default");
+        }
+        set_purge_delay_ms(10_000);
+        assert_eq!(purge_delay_ms(), 10_000);
+    }
 
     /// Every size/alignment pair Rust can ask for up to 4 KiB, plus large alignments:
     /// the block is aligned, writable to its end, survives a realloc, and is freed.
