@@ -23,16 +23,16 @@ unsafe extern "C" {
 const MI_OPTION_PURGE_DELAY: core::ffi::c_int = 15;
 
 /// How long freed memory stays mapped before mimalloc returns it to the kernel, in ms.
-pub fn purge_delay_ms() -> i64 {
+pub fn purge_delay_ms() -> core::ffi::c_long {
     // SAFETY: reading an option is always allowed.
-    i64::from(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) })
+    unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }
 }
 
 /// Set the delay of [`purge_delay_ms`]. Call it at start, before threads are spawned (the
 /// option is a plain global in mimalloc).
-pub fn set_purge_delay_ms(ms: i64) {
+pub fn set_purge_delay_ms(ms: core::ffi::c_long) {
     // SAFETY: setting an option is allowed at any time; the value is a plain integer.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms as core::ffi::c_long) }
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
 }
 
 /// What `mi_malloc` guarantees on 64-bit targets (`MI_MAX_ALIGN_SIZE`).
