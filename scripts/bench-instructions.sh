@@ -27,16 +27,7 @@ fi
 . "$ROOT/probes/bench/pipeline.sh"
 
 PORT=$(free_port)
-mkdir -p "$WORK/www" "$WORK/tmp"
-head -c 600 /dev/zero | tr '\0' 'x' >"$WORK/www/index.html"
-cat >"$WORK/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1; error_log $WORK/error.log; pid $WORK/nginx.pid;
-events { worker_connections 1024; }
-http { access_log off; sendfile off; keepalive_requests 1000000;
-  client_body_temp_path $WORK/tmp; proxy_temp_path $WORK/tmp; fastcgi_temp_path $WORK/tmp;
-  uwsgi_temp_path $WORK/tmp; scgi_temp_path $WORK/tmp;
-  server { listen 127.0.0.1:$PORT; root $WORK/www; } }
-CONF
+write_nginx "$WORK" "$PORT"
 nginx -c "$WORK/nginx.conf" &
 NGINX=$!
 trap 'kill $NGINX 2>/dev/null || true' EXIT

@@ -6,7 +6,9 @@
 #   steady h2load --rps at a fixed rate (open loop: requests go out on schedule, not
 #          after the previous answer): what capture costs the server per request at that
 #          rate, and whether the ring drops anything.
-# Every round reports nginx's CPU µs per request; capture rounds also perisco's.
+# Every round reports nginx's and the load generator's CPU µs per request and how idle the
+# machine was; capture rounds also perisco's CPU. With the machine saturated, what the
+# with/without ratio loses is the sum of what each of them gains per request.
 #
 #   MODE=source   (default) the ebpf_socket source into a counting sink
 #                 (probes/examples/capture_bench.rs, release build)
@@ -50,28 +52,26 @@ else
   [[ -x $BENCH_BIN ]] || (cd "$ROOT" && cargo build -q --release -p perisco)
 fi
 
-mkdir -p "$WORK/www" "$WORK/tmp"
-printf '%s\n' "$(head -c 600 /dev/zero | tr '\0' 'x')" >"$WORK/www/index.html"
-cat >"$WORK/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1; error_log $WORK/error.log; pid $WORK/nginx.pid;
-events { worker_connections 1024; }
-http { access_log off; sendfile off; keepalive_requests 1000000;
-  client_body_temp_path $WORK/tmp; proxy_temp_path $WORK/tmp; fastcgi_temp_path $WORK/tmp;
-  uwsgi_temp_path $WORK/tmp; scgi_temp_path $WORK/tmp;
-  server { listen 127.0.0.1:$PORT; root $WORK/www; } }
-CONF
+write_nginx "$WORK" "$PORT"
 "${CPU0[@]}" nginx -c "$WORK/nginx.conf" & NGINX=$!
 sleep 1
 
-run_load() { # $1 = max | steady; prints requests/s
+run_load() { # $1 = max | steady; prints requests/s; the load generator's CPU seconds go to $WORK/loadgen
   local url="http://127.0.0.1:$PORT/index.html"
+  local timed=(/usr/bin/time -f '%U %S' -o "$WORK/loadgen.time")
   if [[ $1 == max ]]; then
-    "${CPU1[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" | awk '/Requests\/sec/ {print $2}'
+    "${CPU1[@]}" "${timed[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" | awk '/Requests\/sec/ {print $2}'
   else
     local per_conn; per_conn=$(python3 -c "print(max(1, round($RATE / $CONNS)))")
-    "${CPU1[@]}" h2load --h1 -c"$CONNS" --rps="$per_conn" -D"$DURATION" "$url" | awk '/^finished in/ {print $4}'
+    "${CPU1[@]}" "${timed[@]}" h2load --h1 -c"$CONNS" --rps="$per_conn" -D"$DURATION" "$url" | awk '/^finished in/ {print $4}'
   fi
+  awk '{print $1 + $2}' "$WORK/loadgen.time" >"$WORK/loadgen"
 }
+
+# "idle total" jiffies of all CPUs (idle + iowait count as idle).
+cpu_jiffies() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t}' /proc/stat; }
+# Percent of the machine idle between two cpu_jiffies readings.
+idle_pct() { python3 -c "i0,t0,i1,t1=$1,$2,$3,$4; print(round(100*(i1-i0)/max(1,t1-t0),1))"; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -113,17 +113,21 @@ stop_capture() { # writes "cpu_seconds peak_rss_kib ring_dropped" to $WORK/stop 
 }
 
 echo "mode=$MODE hook=$HOOK pin=${PIN:-no} capture_bytes=$CAPTURE_BYTES rounds=$ROUNDS duration=${DURATION}s conns=$CONNS steady_rate=$RATE nginx=127.0.0.1:$PORT"
-echo "round,kind,load,req_per_s,nginx_cpu_us_per_req,capture_cpu_s,cpu_us_per_req,peak_rss_kib,ring_dropped"
+echo "round,kind,load,req_per_s,nginx_cpu_us_per_req,capture_cpu_s,cpu_us_per_req,peak_rss_kib,ring_dropped,loadgen_cpu_us_per_req,idle_pct"
 us_per_req() { python3 -c "print(round($1 * 1e6 / ($2 * $DURATION), 2))"; }
 for r in $(seq 1 "$ROUNDS"); do
   for load in max steady; do
     [[ $load == steady && $RATE == 0 ]] && continue
+    read -r i0 t0 < <(cpu_jiffies)
     n0=$(cpu_ticks "$NGINX"); base=$(run_load $load); n1=$(cpu_ticks "$NGINX")
-    echo "$r,off,$load,$base,$(us_per_req "($n1 - $n0) / $(getconf CLK_TCK)" "$base"),,,,"
+    read -r i1 t1 < <(cpu_jiffies)
+    echo "$r,off,$load,$base,$(us_per_req "($n1 - $n0) / $(getconf CLK_TCK)" "$base"),,,,,$(us_per_req "$(cat "$WORK/loadgen")" "$base"),$(idle_pct "$i0" "$t0" "$i1" "$t1")"
     start_capture
+    read -r i0 t0 < <(cpu_jiffies)
     n0=$(cpu_ticks "$NGINX"); probed=$(run_load $load); n1=$(cpu_ticks "$NGINX")
+    read -r i1 t1 < <(cpu_jiffies)
     stop_capture
     read -r cpu hwm drops <"$WORK/stop"
-    echo "$r,on,$load,$probed,$(us_per_req "($n1 - $n0) / $(getconf CLK_TCK)" "$probed"),$cpu,$(us_per_req "$cpu" "$probed"),$hwm,$drops"
+    echo "$r,on,$load,$probed,$(us_per_req "($n1 - $n0) / $(getconf CLK_TCK)" "$probed"),$cpu,$(us_per_req "$cpu" "$probed"),$hwm,$drops,$(us_per_req "$(cat "$WORK/loadgen")" "$probed"),$(idle_pct "$i0" "$t0" "$i1" "$t1")"
   done
 done

@@ -4,6 +4,21 @@
 # free_port: a TCP port free on 127.0.0.1 right now.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# write_nginx WORK PORT: WORK/nginx.conf for the benchmarks' server — nginx, one worker,
+# sendfile off, keep-alive, serving a 601-byte WORK/www/index.html on 127.0.0.1:PORT.
+write_nginx() {
+  mkdir -p "$1/www" "$1/tmp"
+  printf '%s\n' "$(head -c 600 /dev/zero | tr '\0' 'x')" >"$1/www/index.html"
+  cat >"$1/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; error_log $1/error.log; pid $1/nginx.pid;
+events { worker_connections 1024; }
+http { access_log off; sendfile off; keepalive_requests 1000000;
+  client_body_temp_path $1/tmp; proxy_temp_path $1/tmp; fastcgi_temp_path $1/tmp;
+  uwsgi_temp_path $1/tmp; scgi_temp_path $1/tmp;
+  server { listen 127.0.0.1:$2; root $1/www; } }
+CONF
+}
+
 # write_pipeline FILE "source table keys" RECORDS [API_PORT]: the pipeline config, source
 # `capture` → parse → match → file RECORDS, with the API on API_PORT when given.
 write_pipeline() {
