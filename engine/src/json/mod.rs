@@ -110,6 +110,7 @@ impl<'p> Writer<'_> {
     }
 
     /// Write the fields the patch adds to this object, then close it.
+    #[inline]
     fn close(&mut self, mut o: Obj<'p>, declared: &[&str]) {
         if let Some(patch) = o.patch {
             for (key, change) in patch.iter() {
@@ -122,6 +123,7 @@ impl<'p> Writer<'_> {
     }
 
     /// `,"key":` (or `"key":` first) for one of the record's own fields: one copy.
+    #[inline]
     fn key(&mut self, o: &mut Obj<'p>, key: Key) {
         let json = key.0.as_bytes();
         self.out.extend_from_slice(if o.first {
@@ -134,6 +136,7 @@ impl<'p> Writer<'_> {
 
     /// A field whose value is not a record object (a scalar or an array); `None` when the
     /// record omits it.
+    #[inline]
     fn field<T>(&mut self, o: &mut Obj<'p>, key: Key, value: Option<T>, write: impl FnOnce(&mut Self, T)) {
         match o.patch.and_then(|p| p.get(key.name())) {
             None => {
@@ -378,6 +381,7 @@ impl<'p> Writer<'_> {
     /// A JSON string with serde_json's escaping: `"` `\` and control characters only.
     /// Header values, URLs and names almost never contain one, so the whole string is
     /// checked first (eight bytes at a time) and then copied at once.
+    #[inline]
     fn string(&mut self, s: &str) {
         let bytes = s.as_bytes();
         if needs_escape(bytes) {
