@@ -27,8 +27,8 @@ pub enum Owner {
     Workload(Arc<Workload>),
 }
 
-/// A pod as the snapshot resolves it: the shared meta, and what its records show, built
-/// once per snapshot and shared by every record of the pod.
+/// A pod as the snapshot resolves it: the shared meta, and what its records show, shared
+/// by every record of the pod (and by snapshots while the pod and its workload stay).
 #[derive(Debug, Clone)]
 pub struct PodView {
     pub meta: Arc<PodMeta>,
@@ -38,16 +38,13 @@ pub struct PodView {
 }
 
 impl PodView {
-    pub fn new(meta: &Arc<PodMeta>, workload: Option<&Workload>, host_ip: Option<IpAddr>) -> Self {
-        PodView {
-            meta: meta.clone(),
-            endpoint: Arc::new(Endpoint {
-                namespace: Some(meta.namespace.to_string()),
-                labels: meta.labels.iter().map(|l| l.to_string()).collect(),
-                pod_name: Some(meta.name.to_string()),
-                workload: workload.cloned(),
-            }),
-            host_ip,
+    /// What the records of a pod with `meta`, run by `workload`, show.
+    pub fn endpoint_of(meta: &PodMeta, workload: Option<&Workload>) -> Endpoint {
+        Endpoint {
+            namespace: Some(meta.namespace.to_string()),
+            labels: meta.labels.iter().map(|l| l.to_string()).collect(),
+            pod_name: Some(meta.name.to_string()),
+            workload: workload.cloned(),
         }
     }
 }

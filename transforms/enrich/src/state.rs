@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use perisco_engine::event::{ServiceRef, Workload};
+use perisco_engine::event::{Endpoint, ServiceRef, Workload};
 
 use crate::snapshot::{Map, Owner, PodMeta, PodView, ServiceKey, Snapshot, normalize_container_id};
 
@@ -68,6 +68,9 @@ struct PodEntry {
     /// Deleted (or Succeeded/Failed, whose IP is released) since; resolves until grace ends.
     gone_since: Option<Instant>,
     deleted: bool,
+    /// What records of this pod show, and the workload it was built with: kept across
+    /// snapshots while neither changes, so a rebuild copies no strings for unchanged pods.
+    endpoint: Option<(Option<Arc<Workload>>, Arc<Endpoint>)>,
 }
 
 #[derive(Debug)]
@@ -216,10 +219,11 @@ impl ClusterState {
             owner,
         };
         let previous = self.pods.get(&uid);
-        // Keep the old Arc when nothing shown changed: snapshots share it.
-        let meta = match previous {
-            Some(p) if *p.meta == meta => p.meta.clone(),
-            _ => Arc::new(meta),
+        // Keep the old Arc (and the endpoint built from it) when nothing shown changed:
+        // snapshots share them.
+        let (meta, endpoint) = match previous {
+            Some(p) if *p.meta == meta => (p.meta.clone(), p.endpoint.clone()),
+            _ => (Arc::new(meta), None),
         };
         let gone_since = match (finished, previous.and_then(|p| p.gone_since)) {
             (true, Some(t)) => Some(t),
@@ -235,6 +239,7 @@ impl ClusterState {
             host_network,
             gone_since,
             deleted: false,
+            endpoint,
         };
         self.pods.insert(uid, entry);
     }
@@ -375,7 +380,7 @@ impl ClusterState {
     }
 
     /// Freeze the current state for the data path.
-    pub fn snapshot(&self, now: Instant) -> Snapshot {
+    pub fn snapshot(&mut self, now: Instant) -> Snapshot {
         let grace = self.opts.grace;
         let mut deployments: HashMap<(&str, &str), Option<&Arc<Workload>>> = HashMap::new();
         for rs in self.replicasets.values() {
@@ -384,7 +389,7 @@ impl ClusterState {
         // For each IP the best claimant: a live pod beats a gone one; of gone ones, the latest.
         let mut by_ip: HashMap<IpAddr, (Option<Instant>, PodView)> = HashMap::with_capacity(self.pods.len());
         let mut by_container = Map::default();
-        for p in self.pods.values() {
+        for p in self.pods.values_mut() {
             if p.gone_since.is_some_and(|t| now.duration_since(t) >= grace) {
                 continue;
             }
@@ -399,7 +404,19 @@ impl ClusterState {
                 }),
                 None => None,
             };
-            let view = PodView::new(&p.meta, workload.as_deref(), p.host_ip);
+            let endpoint = match &p.endpoint {
+                Some((built_with, e)) if *built_with == workload => e.clone(),
+                _ => {
+                    let e = Arc::new(PodView::endpoint_of(&p.meta, workload.as_deref()));
+                    p.endpoint = Some((workload, e.clone()));
+                    e
+                }
+            };
+            let view = PodView {
+                meta: p.meta.clone(),
+                endpoint,
+                host_ip: p.host_ip,
+            };
             for c in p.containers.iter() {
                 by_container.insert(c.clone(), view.clone());
             }

@@ -381,3 +381,44 @@ fn unchanged_pods_keep_their_shared_meta() {
     let c = st.snapshot(now).pods_by_ip[&"10.1.0.1".parse().unwrap()].meta.clone();
     assert_eq!(&*c.labels, &["app=b".into()] as &[Box<str>]);
 }
+
+/// A snapshot rebuild reuses the endpoint of a pod whose meta and workload did not change,
+/// and builds a new one when either does.
+#[test]
+fn endpoints_are_rebuilt_only_for_changed_pods() {
+    let now = Instant::now();
+    let ip: IpAddr = "10.1.0.1".parse().unwrap();
+    let mut st = ClusterState::new(opts(60));
+    let p = pod(
+        "1",
+        "web-7d-a",
+        "10.1.0.1",
+        json!({"app":"a"}),
+        Some(("ReplicaSet", "web-7d")),
+    );
+    st.apply_pod(&p, now);
+    let a = st.snapshot(now).pods_by_ip[&ip].endpoint.clone();
+    st.apply_pod(&p, now);
+    let b = st.snapshot(now).pods_by_ip[&ip].endpoint.clone();
+    assert!(Arc::ptr_eq(&a, &b), "unchanged pod: same endpoint");
+    assert_eq!(a.workload.as_ref().map(|w| w.kind.as_str()), Some("ReplicaSet"));
+    // Its ReplicaSet turns out to belong to a Deployment: the workload changes.
+    st.apply_replicaset(&replicaset("r1", "web-7d", "web"));
+    let c = st.snapshot(now).pods_by_ip[&ip].endpoint.clone();
+    assert!(!Arc::ptr_eq(&a, &c));
+    assert_eq!(c.workload.as_ref().map(|w| w.kind.as_str()), Some("Deployment"));
+    // New labels: a new endpoint.
+    st.apply_pod(
+        &pod(
+            "1",
+            "web-7d-a",
+            "10.1.0.1",
+            json!({"app":"b"}),
+            Some(("ReplicaSet", "web-7d")),
+        ),
+        now,
+    );
+    let d = st.snapshot(now).pods_by_ip[&ip].endpoint.clone();
+    assert!(!Arc::ptr_eq(&c, &d));
+    assert_eq!(d.labels, vec!["app=b".to_string()]);
+}
