@@ -19,12 +19,8 @@ WORK=${WORK:-$(mktemp -d /tmp/bench-instructions.XXXXXX)}
 for cmd in nginx h2load dumpcap valgrind callgrind_annotate; do
     command -v "$cmd" >/dev/null || { echo "bench-instructions: $cmd is required" >&2; exit 1; }
 done
-if [[ -z "${PERISCO_BIN:-}" ]]; then
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-    cargo build --release -p perisco --quiet
-    PERISCO_BIN=$CARGO_TARGET_DIR/release/perisco
-fi
 . "$ROOT/probes/bench/pipeline.sh"
+PERISCO_BIN=$(perisco_bin "$ROOT")
 
 PORT=$(free_port)
 write_nginx "$WORK" "$PORT"

@@ -23,12 +23,8 @@ for cmd in python3 tshark; do
     command -v "$cmd" >/dev/null || { echo "bench-l7-e2e: $cmd is required" >&2; exit 1; }
 done
 
-if [[ -z "${PERISCO_BIN:-}" ]]; then
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-    echo "building perisco (release, $CARGO_TARGET_DIR)..." >&2
-    cargo build --release -p perisco --quiet
-    PERISCO_BIN=$CARGO_TARGET_DIR/release/perisco
-fi
+. "$ROOT/probes/bench/pipeline.sh"
+PERISCO_BIN=$(perisco_bin "$ROOT")
 
 PCAP=$WORK/http1-e2e.pcap
 echo "writing $PCAP ($CONNECTIONS connections x $EXCHANGES exchanges)..." >&2
@@ -36,7 +32,6 @@ expected=$(python3 "$ROOT/transforms/l7/benches/gen_pcap.py" --connections "$CON
     --exchanges "$EXCHANGES" --concurrency "$CONCURRENCY" --out "$PCAP")
 packets=$(( CONNECTIONS * (6 + 3 * EXCHANGES) ))
 
-. "$ROOT/probes/bench/pipeline.sh"
 write_pipeline "$WORK/pipeline.toml" "type = \"pcap\"
 path = \"$PCAP\"" "$WORK/records.jsonl"
 

@@ -48,8 +48,7 @@ if [[ $MODE == source ]]; then
   BENCH_BIN=$TARGET/release/examples/capture_bench
   [[ -x $BENCH_BIN && -n ${NO_BUILD:-} ]] || (cd "$ROOT" && cargo build -q --release -p perisco-probes --example capture_bench)
 else
-  BENCH_BIN=${PERISCO_BIN:-$TARGET/release/perisco}
-  [[ -x $BENCH_BIN ]] || (cd "$ROOT" && cargo build -q --release -p perisco)
+  BENCH_BIN=$(perisco_bin "$ROOT")
 fi
 
 write_nginx "$WORK" "$PORT"

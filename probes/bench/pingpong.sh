@@ -14,12 +14,11 @@
 #   HOOKS="tracepoint syscall_tracepoint"
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=${PERISCO_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/perisco}
 . "$ROOT/probes/bench/pipeline.sh"
+BIN=$(perisco_bin "$ROOT")
 ROUNDS=${ROUNDS:-3}
 N=${N:-200000}
 HOOKS=${HOOKS:-tracepoint syscall_tracepoint}
-[[ -x $BIN ]] || (cd "$ROOT" && cargo build -q --release -p perisco)
 WORK=$(mktemp -d)
 cleanup() { [[ -n "${CAP:-}" ]] && kill "$CAP" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT

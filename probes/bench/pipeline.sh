@@ -4,6 +4,19 @@
 # free_port: a TCP port free on 127.0.0.1 right now.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# perisco_bin ROOT: $PERISCO_BIN when set, else the release binary, built (a no-op when
+# fresh) into $CARGO_TARGET_DIR (default ROOT/target).
+perisco_bin() {
+  if [[ -n ${PERISCO_BIN:-} ]]; then
+    echo "$PERISCO_BIN"
+    return
+  fi
+  local target=${CARGO_TARGET_DIR:-$1/target}
+  echo "building perisco (release, $target)..." >&2
+  (cd "$1" && CARGO_TARGET_DIR=$target cargo build -q --release -p perisco) >&2
+  echo "$target/release/perisco"
+}
+
 # write_nginx WORK PORT: WORK/nginx.conf for the benchmarks' server — nginx, one worker,
 # sendfile off, keep-alive, serving a 601-byte WORK/www/index.html on 127.0.0.1:PORT.
 write_nginx() {

@@ -57,15 +57,13 @@ const STANDARD_METHODS: [&str; 9] = [
 
 /// The label values of a record (see the module comment for the rules).
 pub fn labels_of(r: &Record) -> Labels {
-    let workload = |e: &Option<std::sync::Arc<perisco_engine::record::Endpoint>>| {
-        e.as_ref()
-            .and_then(|e| e.workload.as_ref())
+    let workload = |e: Option<&perisco_engine::record::Endpoint>| {
+        e.and_then(|e| e.workload.as_ref())
             .map_or("", |w| w.name.as_str())
             .into()
     };
-    let namespace = |e: &Option<std::sync::Arc<perisco_engine::record::Endpoint>>| {
-        e.as_ref().and_then(|e| e.namespace.as_deref()).unwrap_or("").into()
-    };
+    let namespace =
+        |e: Option<&perisco_engine::record::Endpoint>| e.and_then(|e| e.namespace.as_deref()).unwrap_or("").into();
     let request = r.l7.request.as_ref().map(|q| &q.http);
     let response = r.l7.response.as_ref().map(|s| &s.http);
     // Methods are free text on the wire: only standard ones become label values.
@@ -93,10 +91,10 @@ pub fn labels_of(r: &Record) -> Labels {
         None => "".into(),
     };
     [
-        workload(&r.client),
-        namespace(&r.client),
-        workload(&r.server),
-        namespace(&r.server),
+        workload(r.client.as_deref()),
+        namespace(r.client.as_deref()),
+        workload(r.server.as_deref()),
+        namespace(r.server.as_deref()),
         r.server_service.as_ref().map_or("", |s| s.name.as_str()).into(),
         method.into(),
         status_class.into(),
