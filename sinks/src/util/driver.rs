@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 use super::config::{DeliverySettings, WhenFull};
 use super::metrics::{DropReason, SinkCounters};
+use super::pool::BufferPool;
 use super::retry::Backoff;
 
 /// One encoded event waiting for delivery.
@@ -104,8 +105,9 @@ async fn read_input<R: Router>(
     // per batch instead of one per event (the buffer lives until its last item is delivered).
     let mut bytes_per_event = 1024;
     let mut spans = Vec::new();
+    let buffers = BufferPool::default();
     while let Some(batch) = input.recv().await {
-        let mut json = Vec::with_capacity(batch.len() * bytes_per_event);
+        let mut json = buffers.take(batch.len() * bytes_per_event);
         // A slice keeps its whole batch's buffer alive: when this batch may be partly dropped
         // (buffer nearly full), the items that get in are copied out instead, so memory stays
         // bounded by what the buffer holds.
@@ -127,7 +129,7 @@ async fn read_input<R: Router>(
         if !batch.is_empty() {
             bytes_per_event = (json.len() / batch.len() + 64).min(64 * 1024);
         }
-        let json = Bytes::from(json);
+        let json = buffers.share(json);
         for (event, span) in batch.iter().zip(spans.drain(..)) {
             let Some(span) = span else { continue };
             let mut item = Item {
