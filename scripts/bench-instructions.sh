@@ -4,6 +4,10 @@
 #
 #   scripts/bench-instructions.sh                     # builds perisco (release)
 #   PERISCO_BIN=/path/to/perisco scripts/bench-instructions.sh
+#   WORK=/tmp/bi scripts/bench-instructions.sh          # captures in WORK are used again
+#   THREADS=1 WORK=/tmp/bi PERISCO_BIN=... scripts/bench-instructions.sh
+#       to compare two binaries: the same input, and one worker thread, so batching does
+#       not vary with scheduling (±60 instructions between runs instead of ±300)
 #
 # Captures h2load -> nginx (sendfile off) on loopback twice, SMALL and LARGE exchanges, runs
 # perisco under callgrind on each capture, and divides the difference in instructions by the
@@ -31,17 +35,20 @@ sleep 0.5
 
 declare -A IR
 for n in "$SMALL" "$LARGE"; do
-    dumpcap -q -i lo -f "tcp port $PORT" -w "$WORK/cap$n.pcapng" 2>/dev/null &
-    D=$!
-    sleep 1
-    h2load --h1 -n "$n" -c 20 "http://127.0.0.1:$PORT/index.html" | grep -E '^requests'
-    sleep 1
-    kill -INT $D
-    wait $D || true
+    if [[ ! -s $WORK/cap$n.pcapng ]]; then
+        dumpcap -q -i lo -f "tcp port $PORT" -w "$WORK/cap$n.pcapng" 2>/dev/null &
+        D=$!
+        sleep 1
+        h2load --h1 -n "$n" -c 20 "http://127.0.0.1:$PORT/index.html" | grep -E '^requests'
+        sleep 1
+        kill -INT $D
+        wait $D || true
+    fi
     write_pipeline "$WORK/p$n.toml" "type = \"pcap\"
 path = \"$WORK/cap$n.pcapng\"" "$WORK/records$n.jsonl"
+    rm -f "$WORK/records$n.jsonl" # the file sink appends
     valgrind --tool=callgrind --callgrind-out-file="$WORK/cg$n.out" \
-        "$PERISCO_BIN" --config "$WORK/p$n.toml" --threads 2 >/dev/null 2>"$WORK/valgrind$n.log"
+        "$PERISCO_BIN" --config "$WORK/p$n.toml" --threads "${THREADS:-2}" >/dev/null 2>"$WORK/valgrind$n.log"
     records=$(wc -l <"$WORK/records$n.jsonl")
     [[ $records -eq $n ]] || { echo "bench-instructions: $records records for $n exchanges" >&2; exit 1; }
     IR[$n]=$(grep -E '^(summary|totals):' "$WORK/cg$n.out" | head -1 | awk '{print $2}')

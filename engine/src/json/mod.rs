@@ -351,11 +351,27 @@ impl<'p> Writer<'_> {
 
     fn headers(&mut self, headers: &[Header]) {
         self.array(headers, |w, h| {
-            w.out.extend_from_slice(b"{\"key\":");
-            w.string(h.key.as_str());
-            w.out.extend_from_slice(b",\"value\":");
-            w.string(h.value.as_str());
-            w.out.push(b'}');
+            let (key, value) = (h.key.as_bytes(), h.value.as_bytes());
+            if needs_escape(key) || needs_escape(value) {
+                w.out.extend_from_slice(b"{\"key\":");
+                w.string(h.key.as_str());
+                w.out.extend_from_slice(b",\"value\":");
+                w.string(h.value.as_str());
+                w.out.push(b'}');
+                return;
+            }
+            // The usual case, a header is most of a record's strings: one reservation and
+            // the quotes joined to the literals around them.
+            const OPEN: &[u8] = b"{\"key\":\"";
+            const MID: &[u8] = b"\",\"value\":\"";
+            const CLOSE: &[u8] = b"\"}";
+            w.out
+                .reserve(OPEN.len() + key.len() + MID.len() + value.len() + CLOSE.len());
+            w.out.extend_from_slice(OPEN);
+            w.out.extend_from_slice(key);
+            w.out.extend_from_slice(MID);
+            w.out.extend_from_slice(value);
+            w.out.extend_from_slice(CLOSE);
         });
     }
 
@@ -493,8 +509,18 @@ fn civil_date(days: u64) -> (u32, u32, u32) {
     (year as u32, month as u32, day as u32)
 }
 
-/// True when some byte of `bytes` is `"`, `\\` or below 0x20.
+/// True when some byte of `bytes` is `"`, `\\` or below 0x20. Sixteen bytes at a time
+/// where SSE2 is there (every x86-64), eight (SWAR) elsewhere and for shorter strings.
+#[inline]
 fn needs_escape(bytes: &[u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if bytes.len() >= 16 {
+        let (blocks, tail) = bytes.as_chunks::<16>();
+        // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU has it.
+        let hit = |b: &[u8; 16]| unsafe { block_needs_escape(b) };
+        // The last sixteen bytes cover the tail (checking bytes twice changes nothing).
+        return blocks.iter().any(hit) || (!tail.is_empty() && bytes.last_chunk::<16>().is_some_and(hit));
+    }
     let (words, tail) = bytes.as_chunks::<8>();
     if words.iter().any(|w| may_need_escape(u64::from_le_bytes(*w))) {
         return true;
@@ -503,7 +529,42 @@ fn needs_escape(bytes: &[u8]) -> bool {
         // The last eight bytes cover the tail (overlapping checked bytes changes nothing).
         Some(last) if !tail.is_empty() => may_need_escape(u64::from_le_bytes(*last)),
         Some(_) => false,
-        None => tail.iter().any(|&b| ESCAPE[b as usize] != 0),
+        // Shorter than a word (header names, methods, small values): one word test too.
+        None => may_need_escape(short_word(bytes)),
+    }
+}
+
+/// [`may_need_escape`] for sixteen bytes with SSE2 (part of x86-64 itself).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn block_needs_escape(b: &[u8; 16]) -> bool {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x, _mm_set1_epi8,
+    };
+    let (lo, hi) = b.split_at(8);
+    let word = |h: &[u8]| i64::from_le_bytes(h.try_into().unwrap_or_default());
+    let v = _mm_set_epi64x(word(hi), word(lo));
+    let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+    let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+    // max(v, 0x1f) == 0x1f exactly for the bytes below 0x20 (unsigned).
+    let control = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x1f)), _mm_set1_epi8(0x1f));
+    _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) != 0
+}
+
+/// The bytes of a slice shorter than 8 in one word, every byte of it covered: the first
+/// and last four (overlapping) from 4 bytes up, else first, middle and last, and bytes
+/// that never need escaping in the rest.
+#[inline]
+fn short_word(b: &[u8]) -> u64 {
+    const PAD: u64 = 0x6161_6161_6161_6161; // "aaaaaaaa"
+    match (b.first_chunk::<4>(), b.last_chunk::<4>()) {
+        (Some(head), Some(last)) => u64::from(u32::from_le_bytes(*head)) | u64::from(u32::from_le_bytes(*last)) << 32,
+        _ => match b {
+            [] => PAD,
+            [x, .., y] => PAD & !0xff_ffff | u64::from(*x) | u64::from(b[b.len() / 2]) << 8 | u64::from(*y) << 16,
+            [x] => PAD & !0xff | u64::from(*x),
+        },
     }
 }
 

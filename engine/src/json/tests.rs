@@ -685,26 +685,40 @@ fn random_value(rng: &mut Rng, depth: u32) -> Value {
     }
 }
 
-/// Every ASCII byte at every position of a string longer than two 8-byte words, alone and
-/// next to a quote (the word-at-a-time scan must find each of them).
+/// Every ASCII byte at every position of strings of every length up to past two 8-byte
+/// words and around two and three 16-byte blocks, alone and next to a quote (the
+/// word- and block-at-a-time scans, short strings' included, must find each of them), as
+/// a string and as a header's key and value.
 #[test]
 fn strings_escape_every_byte_at_every_position() {
-    for b in 0u8..0x80 {
-        for pos in 0..19 {
-            for neighbour in [b'a', b'"', 0x1f, 0x20] {
-                let mut bytes = vec![b'x'; 19];
-                bytes[pos] = b;
-                if pos + 1 < bytes.len() {
-                    bytes[pos + 1] = neighbour;
+    for len in (1..=20).chain([31, 32, 33, 47]) {
+        for b in 0u8..0x80 {
+            for pos in 0..len {
+                for neighbour in [b'a', b'"', 0x1f, 0x20] {
+                    let mut bytes = vec![b'x'; len];
+                    bytes[pos] = b;
+                    if pos + 1 < bytes.len() {
+                        bytes[pos + 1] = neighbour;
+                    }
+                    let s = String::from_utf8(bytes).unwrap();
+                    let mut got = Vec::new();
+                    let mut w = Writer {
+                        out: &mut got,
+                        err: None,
+                    };
+                    w.string(&s);
+                    assert_eq!(got, serde_json::to_vec(&s).unwrap(), "byte {b:#x} at {pos} of {len}");
+                    for h in [Header::new(s.as_str(), "v"), Header::new("k", s.as_str())] {
+                        let mut got = Vec::new();
+                        let mut w = Writer {
+                            out: &mut got,
+                            err: None,
+                        };
+                        w.headers(std::slice::from_ref(&h));
+                        let want = serde_json::to_vec(&[&h]).unwrap();
+                        assert_eq!(got, want, "header {h:?}");
+                    }
                 }
-                let s = String::from_utf8(bytes).unwrap();
-                let mut got = Vec::new();
-                Writer {
-                    out: &mut got,
-                    err: None,
-                }
-                .string(&s);
-                assert_eq!(got, serde_json::to_vec(&s).unwrap(), "byte {b:#x} at {pos}");
             }
         }
     }
