@@ -510,41 +510,53 @@ fn civil_date(days: u64) -> (u32, u32, u32) {
 }
 
 /// True when some byte of `bytes` is `"`, `\\` or below 0x20. Sixteen bytes at a time
-/// where SSE2 is there (every x86-64), eight (SWAR) elsewhere and for shorter strings.
+/// with SSE2 (every x86-64 has it), eight at a time (SWAR) elsewhere.
 #[inline]
 fn needs_escape(bytes: &[u8]) -> bool {
+    let word = |w: &[u8; 8]| u64::from_le_bytes(*w);
     #[cfg(target_arch = "x86_64")]
-    if bytes.len() >= 16 {
-        let (blocks, tail) = bytes.as_chunks::<16>();
+    {
         // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU has it.
-        let hit = |b: &[u8; 16]| unsafe { block_needs_escape(b) };
-        // The last sixteen bytes cover the tail (checking bytes twice changes nothing).
-        return blocks.iter().any(hit) || (!tail.is_empty() && bytes.last_chunk::<16>().is_some_and(hit));
+        let test = |lo: u64, hi: u64| unsafe { words_need_escape(lo, hi) };
+        let block = |b: &[u8; 16]| {
+            let (w, _) = b.as_chunks::<8>();
+            test(word(&w[0]), word(&w[1]))
+        };
+        let (blocks, tail) = bytes.as_chunks::<16>();
+        if !blocks.is_empty() {
+            // The last sixteen bytes cover the tail (checking bytes twice changes nothing).
+            return blocks.iter().any(block) || (!tail.is_empty() && bytes.last_chunk::<16>().is_some_and(block));
+        }
+        // Under sixteen bytes: the first and last eight (overlapping), or one short word.
+        match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+            (Some(first), Some(last)) => test(word(first), word(last)),
+            _ => test(short_word(bytes), short_word(bytes)),
+        }
     }
-    let (words, tail) = bytes.as_chunks::<8>();
-    if words.iter().any(|w| may_need_escape(u64::from_le_bytes(*w))) {
-        return true;
-    }
-    match bytes.last_chunk::<8>() {
-        // The last eight bytes cover the tail (overlapping checked bytes changes nothing).
-        Some(last) if !tail.is_empty() => may_need_escape(u64::from_le_bytes(*last)),
-        Some(_) => false,
-        // Shorter than a word (header names, methods, small values): one word test too.
-        None => may_need_escape(short_word(bytes)),
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let (words, tail) = bytes.as_chunks::<8>();
+        if words.iter().any(|w| may_need_escape(word(w))) {
+            return true;
+        }
+        match bytes.last_chunk::<8>() {
+            // The last eight bytes cover the tail (overlapping checked bytes changes nothing).
+            Some(last) if !tail.is_empty() => may_need_escape(word(last)),
+            Some(_) => false,
+            None => may_need_escape(short_word(bytes)),
+        }
     }
 }
 
-/// [`may_need_escape`] for sixteen bytes with SSE2 (part of x86-64 itself).
+/// Does one of the 16 bytes of two words need escaping? SSE2 (part of x86-64 itself).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
 #[inline]
-fn block_needs_escape(b: &[u8; 16]) -> bool {
+fn words_need_escape(lo: u64, hi: u64) -> bool {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x, _mm_set1_epi8,
     };
-    let (lo, hi) = b.split_at(8);
-    let word = |h: &[u8]| i64::from_le_bytes(h.try_into().unwrap_or_default());
-    let v = _mm_set_epi64x(word(hi), word(lo));
+    let v = _mm_set_epi64x(hi as i64, lo as i64);
     let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
     let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
     // max(v, 0x1f) == 0x1f exactly for the bytes below 0x20 (unsigned).
@@ -571,6 +583,7 @@ fn short_word(b: &[u8]) -> u64 {
 /// True when one of the 8 bytes is `"`, `\` or below 0x20 (SWAR "has byte less than /
 /// equal to" tests: a borrow can flag a byte wrongly only above a byte that really
 /// matches, so the answer for the word is exact).
+#[cfg(not(target_arch = "x86_64"))]
 fn may_need_escape(word: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
