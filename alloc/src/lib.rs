@@ -16,6 +16,12 @@ use libmimalloc_sys as mi;
 unsafe extern "C" {
     fn mi_option_get(option: core::ffi::c_int) -> core::ffi::c_long;
     fn mi_option_set(option: core::ffi::c_int, value: core::ffi::c_long);
+    fn mi_collect(force: bool);
+}
+
+#[cfg(target_os = "linux")]
+unsafe extern "C" {
+    fn prctl(option: core::ffi::c_int, ...) -> core::ffi::c_int;
 }
 
 /// `mi_option_purge_delay` in mimalloc v3's `enum mi_option_e` (include/mimalloc.h); the
@@ -33,6 +39,48 @@ pub fn purge_delay_ms() -> core::ffi::c_long {
 pub fn set_purge_delay_ms(ms: core::ffi::c_long) {
     // SAFETY: setting an option is allowed at any time; the value is a plain integer.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
+}
+
+/// Return the memory freed so far to the kernel now, rather than after the purge delay
+/// and the allocator's next busy moment on the freeing thread (which an idle process may
+/// never have). For after a large one-off allocation, such as parsing the kernel's BTF.
+pub fn release_free_memory() {
+    // SAFETY: a collection may run at any time from any thread.
+    unsafe { mi_collect(true) }
+}
+
+/// `mi_option_allow_thp` in mimalloc v3's `enum mi_option_e`.
+const MI_OPTION_ALLOW_THP: core::ffi::c_int = 43;
+
+/// Does mimalloc ask for transparent huge pages for its arenas (`madvise(MADV_HUGEPAGE)`)?
+pub fn huge_pages_allowed() -> bool {
+    // SAFETY: reading an option is always allowed.
+    unsafe { mi_option_get(MI_OPTION_ALLOW_THP) != 0 }
+}
+
+/// No transparent huge pages for this process: mimalloc stops asking for them, and the
+/// kernel stops giving them (`PR_SET_THP_DISABLE`, which also covers the arena mimalloc
+/// reserved before `main`). With them, khugepaged fills every 2 MiB region the heap has
+/// touched at all, so a sparse heap's resident memory creeps up while the process idles,
+/// and each fresh region is a 2 MiB page to zero.
+pub fn disable_huge_pages() {
+    // SAFETY: setting an option is allowed at any time; the value is a plain integer.
+    unsafe { mi_option_set(MI_OPTION_ALLOW_THP, 0) };
+    #[cfg(target_os = "linux")]
+    {
+        const PR_SET_THP_DISABLE: core::ffi::c_int = 41;
+        // SAFETY: PR_SET_THP_DISABLE takes one integer argument (the rest must be 0) and
+        // only sets a flag on this process; failure (very old kernels) leaves THP as it was.
+        unsafe {
+            prctl(
+                PR_SET_THP_DISABLE,
+                1 as core::ffi::c_ulong,
+                0 as core::ffi::c_ulong,
+                0 as core::ffi::c_ulong,
+                0 as core::ffi::c_ulong,
+            )
+        };
+    }
 }
 
 /// What `mi_malloc` guarantees on 64-bit targets (`MI_MAX_ALIGN_SIZE`).
@@ -104,6 +152,31 @@ mod tests {
         }
         set_purge_delay_ms(10_000);
         assert_eq!(purge_delay_ms(), 10_000);
+    }
+
+    /// The option index is mimalloc v3's allow_thp (default on), and the process flag is set.
+    #[test]
+    fn huge_pages_can_be_disabled() {
+        if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+            assert!(huge_pages_allowed(), "not mimalloc v3's allow_thp default");
+        }
+        disable_huge_pages();
+        assert!(!huge_pages_allowed());
+        #[cfg(target_os = "linux")]
+        {
+            const PR_GET_THP_DISABLE: core::ffi::c_int = 42;
+            // SAFETY: PR_GET_THP_DISABLE takes no argument and returns the flag.
+            let flag = unsafe {
+                prctl(
+                    PR_GET_THP_DISABLE,
+                    0 as core::ffi::c_ulong,
+                    0 as core::ffi::c_ulong,
+                    0 as core::ffi::c_ulong,
+                    0 as core::ffi::c_ulong,
+                )
+            };
+            assert_eq!(flag, 1, "PR_SET_THP_DISABLE did not take");
+        }
     }
 
     /// Every size/alignment pair Rust can ask for up to 4 KiB, plus large alignments:

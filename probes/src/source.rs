@@ -213,6 +213,9 @@ impl Source for EbpfSocket {
         Box::pin(async move {
             let EbpfSocket { mut cfg, id, m } = *self;
             let mut probe = Probe::load(&cfg)?;
+            // Loading parsed the kernel's BTF twice (~80 MiB, all freed by now): give it
+            // back at once, or an idle agent would keep it resident.
+            perisco_alloc::release_free_memory();
             tracing::info!(
                 component_id = %id,
                 hook = probe.active.hook.as_str(),
