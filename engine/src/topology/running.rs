@@ -570,9 +570,7 @@ async fn emit(fanout: &Fanout, metrics: &ComponentMetrics, out: &mut Vec<crate::
     if out.is_empty() {
         return;
     }
-    // The next batch is likely about as long: room for it now saves growing it step by step.
-    let next = Vec::with_capacity(out.len());
-    let batch = std::mem::replace(out, next);
+    let batch = std::mem::take(out);
     metrics.sent.add(batch.len() as u64);
     fanout.send(batch).await;
 }
