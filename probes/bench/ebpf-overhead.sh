@@ -18,10 +18,11 @@
 #   HOOK=auto     the source's `hook` (auto, tracepoint, syscall_tracepoint, …)
 #   RING_BYTES=16777216  the source's `ring_buffer_bytes`
 #   CAPTURE_BYTES=4096   the source's `max_capture_bytes` (what the probe copies per message)
-#   PIN=1         nginx alone on CPU 0; the load generator and perisco share CPU 1. Models a
-#                 node where the traced server's cores are not the agent's: what remains is
-#                 the in-kernel cost to the server (and to the load generator, if it becomes
-#                 the bottleneck). Unset: everything floats over all CPUs.
+#   PIN=1         nginx alone on SERVER_CPUS (default 0); the load generator and perisco on
+#                 AGENT_CPUS (default 1). Models a node where the traced server's cores are
+#                 not the agent's: what remains is the in-kernel cost to the server (and to
+#                 the load generator, if it becomes the bottleneck). On a machine with SMT,
+#                 pick CPU lists on different cores (lscpu -e). Unset: everything floats.
 set -euo pipefail
 MODE=${MODE:-source}
 ROUNDS=${ROUNDS:-5}
@@ -32,9 +33,11 @@ HOOK=${HOOK:-auto}
 RING_BYTES=${RING_BYTES:-16777216}
 CAPTURE_BYTES=${CAPTURE_BYTES:-4096}
 PIN=${PIN:-}
-# Command prefixes that pin to CPU 0 / CPU 1 when PIN is set (empty otherwise).
+SERVER_CPUS=${SERVER_CPUS:-0}
+AGENT_CPUS=${AGENT_CPUS:-1}
+# Command prefixes that pin to the server's / the agent's CPUs when PIN is set (empty otherwise).
 CPU0=(); CPU1=()
-[[ -z $PIN ]] || { CPU0=(taskset -c 0); CPU1=(taskset -c 1); }
+[[ -z $PIN ]] || { CPU0=(taskset -c "$SERVER_CPUS"); CPU1=(taskset -c "$AGENT_CPUS"); }
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 . "$ROOT/probes/bench/pipeline.sh"
@@ -91,7 +94,7 @@ ports = [$PORT]"
     START_TICKS=$(cpu_ticks "$CAP")
   fi
   # Every thread, and those it starts later (they inherit the mask).
-  [[ -z $PIN ]] || taskset -a -p -c 1 "$CAP" >/dev/null
+  [[ -z $PIN ]] || taskset -a -p -c "$AGENT_CPUS" "$CAP" >/dev/null
 }
 
 stop_capture() { # writes "cpu_seconds peak_rss_kib ring_dropped" to $WORK/stop (runs in this shell: it closes the coproc)
