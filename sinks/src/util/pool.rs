@@ -20,10 +20,14 @@ pub struct BufferPool(Arc<Mutex<Vec<Vec<u8>>>>);
 impl BufferPool {
     /// An empty buffer with room for at least `capacity` bytes.
     pub fn take(&self, capacity: usize) -> Vec<u8> {
-        let mut buf = self.lock().pop().unwrap_or_default();
-        buf.clear();
-        buf.reserve(capacity);
-        buf
+        match self.lock().pop() {
+            Some(mut buf) if buf.capacity() >= capacity => {
+                buf.clear();
+                buf
+            }
+            // Too small (or none): a new one, rather than a realloc that copies stale bytes.
+            _ => Vec::with_capacity(capacity),
+        }
     }
 
     /// Share `buf` as `Bytes`; it comes back to the pool when the last slice is dropped.
