@@ -57,28 +57,26 @@ enum LogFormat {
     Json,
 }
 
-/// Freed memory stays mapped for 10 s (mimalloc's default is 1 s) unless
-/// `MIMALLOC_PURGE_DELAY` says otherwise: with the pipeline's memory rising and falling with
-/// every batch, a 1 s delay returned pages to the kernel only to fault them back in, which
-/// cost ~5 % of perisco's CPU at 20 k exchanges/s. Idle memory still goes back, 10 s later.
-fn keep_freed_memory() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+/// perisco's allocator settings, each unless its `MIMALLOC_*` variable says otherwise:
+/// - freed memory stays mapped for 10 s (mimalloc's default is 1 s): with the pipeline's
+///   memory rising and falling with every batch, a 1 s delay returned pages to the kernel
+///   only to fault them back in, ~5 % of perisco's CPU at 20 k exchanges/s; idle memory
+///   still goes back, 10 s later;
+/// - no transparent huge pages: an agent's heap is small and sparse, and with them
+///   khugepaged grew an idle perisco's resident memory by ~20 MiB a minute, filling every
+///   2 MiB region the heap had ever touched.
+fn allocator_settings() {
+    let unset = |name: &str| std::env::var_os(name).is_none();
+    if unset("MIMALLOC_PURGE_DELAY") {
         perisco_alloc::set_purge_delay_ms(10_000);
     }
-}
-
-/// No transparent huge pages unless `MIMALLOC_ALLOW_THP` asks for them: an agent's heap is
-/// small and sparse, and with huge pages khugepaged grew an idle perisco's resident memory
-/// by ~20 MiB a minute, filling every 2 MiB region the heap had ever touched.
-fn small_pages() {
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+    if unset("MIMALLOC_ALLOW_THP") {
         perisco_alloc::disable_huge_pages();
     }
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
-    small_pages();
+    allocator_settings();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {

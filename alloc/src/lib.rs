@@ -24,6 +24,28 @@ unsafe extern "C" {
     fn prctl(option: core::ffi::c_int, ...) -> core::ffi::c_int;
 }
 
+#[cfg(target_os = "linux")]
+const PR_SET_THP_DISABLE: core::ffi::c_int = 41;
+#[cfg(all(target_os = "linux", test))]
+const PR_GET_THP_DISABLE: core::ffi::c_int = 42;
+
+/// `prctl(option, arg, 0, 0, 0)`, the form of the THP options (the unused arguments must
+/// be 0).
+#[cfg(target_os = "linux")]
+fn prctl_thp(option: core::ffi::c_int, arg: core::ffi::c_ulong) -> core::ffi::c_int {
+    // SAFETY: PR_SET/GET_THP_DISABLE take one integer argument and only set or read a flag
+    // on this process.
+    unsafe {
+        prctl(
+            option,
+            arg,
+            0 as core::ffi::c_ulong,
+            0 as core::ffi::c_ulong,
+            0 as core::ffi::c_ulong,
+        )
+    }
+}
+
 /// `mi_option_purge_delay` in mimalloc v3's `enum mi_option_e` (include/mimalloc.h); the
 /// sys crate exports no constant for it.
 const MI_OPTION_PURGE_DELAY: core::ffi::c_int = 15;
@@ -66,21 +88,9 @@ pub fn huge_pages_allowed() -> bool {
 pub fn disable_huge_pages() {
     // SAFETY: setting an option is allowed at any time; the value is a plain integer.
     unsafe { mi_option_set(MI_OPTION_ALLOW_THP, 0) };
+    // Failure (very old kernels) leaves THP as it was.
     #[cfg(target_os = "linux")]
-    {
-        const PR_SET_THP_DISABLE: core::ffi::c_int = 41;
-        // SAFETY: PR_SET_THP_DISABLE takes one integer argument (the rest must be 0) and
-        // only sets a flag on this process; failure (very old kernels) leaves THP as it was.
-        unsafe {
-            prctl(
-                PR_SET_THP_DISABLE,
-                1 as core::ffi::c_ulong,
-                0 as core::ffi::c_ulong,
-                0 as core::ffi::c_ulong,
-                0 as core::ffi::c_ulong,
-            )
-        };
-    }
+    prctl_thp(PR_SET_THP_DISABLE, 1);
 }
 
 /// What `mi_malloc` guarantees on 64-bit targets (`MI_MAX_ALIGN_SIZE`).
@@ -163,20 +173,7 @@ mod tests {
         disable_huge_pages();
         assert!(!huge_pages_allowed());
         #[cfg(target_os = "linux")]
-        {
-            const PR_GET_THP_DISABLE: core::ffi::c_int = 42;
-            // SAFETY: PR_GET_THP_DISABLE takes no argument and returns the flag.
-            let flag = unsafe {
-                prctl(
-                    PR_GET_THP_DISABLE,
-                    0 as core::ffi::c_ulong,
-                    0 as core::ffi::c_ulong,
-                    0 as core::ffi::c_ulong,
-                    0 as core::ffi::c_ulong,
-                )
-            };
-            assert_eq!(flag, 1, "PR_SET_THP_DISABLE did not take");
-        }
+        assert_eq!(prctl_thp(PR_GET_THP_DISABLE, 0), 1, "PR_SET_THP_DISABLE did not take");
     }
 
     /// Every size/alignment pair Rust can ask for up to 4 KiB, plus large alignments:

@@ -1,7 +1,7 @@
 //! Ring-buffer records → `SocketData` events: chunks joined into messages, connections
 //! numbered, kernel loss turned into `Gap` events, process info attached.
 
-use crate::FastMap;
+use perisco_engine::FastMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;

@@ -21,6 +21,3 @@ pub enum Error {
     #[error("{0}")]
     Load(String),
 }
-
-/// Keys here are kernel pointers and pids, hashed for every record: foldhash, not SipHash.
-pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -1,6 +1,6 @@
 //! pid → process name and container id, from /proc, cached per pid.
 
-use crate::FastMap;
+use perisco_engine::FastMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

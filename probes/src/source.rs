@@ -1,7 +1,7 @@
 //! The running `ebpf_socket` source: loads the probe, reads the ring buffer, sends
 //! batches without ever blocking, applies filter reloads in place, detaches on shutdown.
 
-use crate::FastMap;
+use perisco_engine::FastMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -396,7 +396,7 @@ impl<'p> Writer<'_> {
 
     /// A JSON string with serde_json's escaping: `"` `\` and control characters only.
     /// Header values, URLs and names almost never contain one, so the whole string is
-    /// checked first (eight bytes at a time) and then copied at once.
+    /// checked first ([`needs_escape`]) and then copied at once.
     #[inline]
     fn string(&mut self, s: &str) {
         let bytes = s.as_bytes();

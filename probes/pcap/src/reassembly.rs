@@ -7,9 +7,10 @@
 //! `Gap` event with the number of missing bytes, and the stream continues after it.
 //! Retransmitted and overlapping bytes are trimmed (the first copy wins).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use perisco_engine::FastMap;
 use perisco_engine::event::{Direction, Event, Role, SocketEventKind};
 
 use crate::decode::{self, Skip, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpSegment};
@@ -261,9 +262,8 @@ fn direction_of(index: usize) -> Direction {
 
 /// TCP reassembly for every connection of a capture; produces socket-data events.
 pub struct Reassembler {
-    /// foldhash, seeded per process: SipHash was 6 % of a capture's pipeline, and the seed
-    /// keeps crafted addresses from colliding on purpose.
-    conns: HashMap<ConnKey, Conn, foldhash::fast::RandomState>,
+    /// SipHash here was 6 % of a capture's pipeline.
+    conns: FastMap<ConnKey, Conn>,
     next_conn_id: u64,
     limits: Limits,
     stats: Stats,
@@ -276,7 +276,7 @@ pub struct Reassembler {
 impl Reassembler {
     pub fn new(limits: Limits) -> Self {
         Reassembler {
-            conns: HashMap::default(),
+            conns: FastMap::default(),
             next_conn_id: 1,
             emit: Emitter::new(limits.max_capture_bytes),
             limits,

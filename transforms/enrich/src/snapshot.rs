@@ -2,10 +2,10 @@
 //! services, container id → pod. Built off the data path by [`crate::state`], published
 //! through an `ArcSwap`; a lookup is a few hash reads, never an API call.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use perisco_engine::FastMap;
 use perisco_engine::event::{Endpoint, Record, ServiceRef, Workload};
 
 /// What is kept of a pod: only the fields a record shows.
@@ -65,20 +65,16 @@ impl ServiceKey {
     }
 }
 
-/// The snapshot's maps: read for every record, so hashed with foldhash (SipHash was half
-/// of a lookup); the keys come from the API server, and the hasher is seeded per process.
-pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
 /// Everything the data path may ask, frozen at one point in time.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Pod IPs of pods that do not use the host network.
-    pub pods_by_ip: Map<IpAddr, PodView>,
+    pub pods_by_ip: FastMap<IpAddr, PodView>,
     /// Container id (no `runtime://` prefix) → pod, for pods on this node.
-    pub pods_by_container: Map<Box<str>, PodView>,
-    pub service_by_cluster_ip: Map<IpAddr, Arc<ServiceRef>>,
+    pub pods_by_container: FastMap<Box<str>, PodView>,
+    pub service_by_cluster_ip: FastMap<IpAddr, Arc<ServiceRef>>,
     /// Pod IP → the first (by namespace, name) service whose EndpointSlices list it.
-    pub service_by_pod_ip: Map<IpAddr, Arc<ServiceRef>>,
+    pub service_by_pod_ip: FastMap<IpAddr, Arc<ServiceRef>>,
     /// True once every watch has listed at least once.
     pub synced: bool,
 }

@@ -11,9 +11,10 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use perisco_engine::FastMap;
 use perisco_engine::event::{Endpoint, ServiceRef, Workload};
 
-use crate::snapshot::{Map, Owner, PodMeta, PodView, ServiceKey, Snapshot, normalize_container_id};
+use crate::snapshot::{Owner, PodMeta, PodView, ServiceKey, Snapshot, normalize_container_id};
 
 /// The resources watched, in a fixed order (index into per-resource arrays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -388,7 +389,7 @@ impl ClusterState {
         }
         // For each IP the best claimant: a live pod beats a gone one; of gone ones, the latest.
         let mut by_ip: HashMap<IpAddr, (Option<Instant>, PodView)> = HashMap::with_capacity(self.pods.len());
-        let mut by_container = Map::default();
+        let mut by_container = FastMap::default();
         for p in self.pods.values_mut() {
             if p.gone_since.is_some_and(|t| now.duration_since(t) >= grace) {
                 continue;
@@ -441,7 +442,7 @@ impl ClusterState {
                 .or_insert_with(|| Arc::new(key.to_ref()))
                 .clone()
         };
-        let mut service_by_cluster_ip = Map::with_capacity_and_hasher(self.services.len(), Default::default());
+        let mut service_by_cluster_ip = FastMap::with_capacity_and_hasher(self.services.len(), Default::default());
         for (key, ips) in self.services.values() {
             for ip in ips.iter() {
                 service_by_cluster_ip.insert(*ip, shared(key));
