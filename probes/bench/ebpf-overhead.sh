@@ -75,8 +75,6 @@ cpu_jiffies() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print $5
 # Percent of the machine idle between two cpu_jiffies readings.
 idle_pct() { python3 -c "i0,t0,i1,t1=$1,$2,$3,$4; print(round(100*(i1-i0)/max(1,t1-t0),1))"; }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
 start_capture() {
   if [[ $MODE == source ]]; then
     coproc CAPP { exec "$BENCH_BIN" "ports = [$PORT]

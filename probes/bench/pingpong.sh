@@ -31,11 +31,11 @@ round() { # $1 = off | on | filtered, $2 = hook; prints one CSV line
   if [[ $1 != off ]]; then
     start_pipeline "$BIN" "$WORK" "$API" "hook = \"$2\"
 ports = [$ports]"
-    t0=$(awk '{print $14 + $15}' "/proc/$CAP/stat")
+    t0=$(cpu_ticks "$CAP")
   fi
   out=$("$WORK/pingpong" "$port" "$N")
   if [[ $1 != off ]]; then
-    t1=$(awk '{print $14 + $15}' "/proc/$CAP/stat")
+    t1=$(cpu_ticks "$CAP")
     cap_us=$(python3 -c "print(round(($t1 - $t0) / $(getconf CLK_TCK) * 1e6 / $N, 2))")
     kill -TERM "$CAP"; wait "$CAP" || true; CAP=
   fi

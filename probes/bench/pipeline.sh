@@ -4,6 +4,9 @@
 # free_port: a TCP port free on 127.0.0.1 right now.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# cpu_ticks PID: user + system clock ticks the process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 # perisco_bin ROOT: $PERISCO_BIN when set, else the release binary, built (a no-op when
 # fresh) into $CARGO_TARGET_DIR (default ROOT/target).
 perisco_bin() {

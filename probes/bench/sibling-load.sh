@@ -21,7 +21,6 @@ BUSY=
 cleanup() { kill $NGINX ${BUSY:-} 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 sleep 1
-ticks() { awk '{print $14 + $15}' "/proc/$NGINX/stat"; }
 echo "round,cpu1_busy_loop,req_per_s,nginx_cpu_us_per_req"
 for r in $(seq 1 "$ROUNDS"); do
   for busy in no yes; do
@@ -29,10 +28,10 @@ for r in $(seq 1 "$ROUNDS"); do
       taskset -c 1 sh -c 'while :; do :; done' &
       BUSY=$!
     fi
-    n0=$(ticks)
+    n0=$(cpu_ticks "$NGINX")
     rps=$(taskset -c 1 h2load --h1 -c$CONNS --rps=$((RATE / CONNS)) -D10 "http://127.0.0.1:$PORT/index.html" |
       awk '/^finished in/ {print $4}')
-    n1=$(ticks)
+    n1=$(cpu_ticks "$NGINX")
     if [[ -n $BUSY ]]; then kill "$BUSY"; wait "$BUSY" 2>/dev/null || true; BUSY=; fi
     echo "$r,$busy,$rps,$(python3 -c "print(round(($n1 - $n0) / $(getconf CLK_TCK) * 1e6 / ($rps * 10), 2))")"
   done
