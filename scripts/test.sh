@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"  # no incremental cache: a one-shot build does not reuse it and it costs GBs of disk
 export PERISCO_REQUIRE_ALL="${PERISCO_REQUIRE_ALL:-1}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 

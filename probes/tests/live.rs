@@ -1,7 +1,7 @@
 //! Live capture tests: real servers and clients on loopback, the `ebpf_socket` source in a
 //! running topology. Need root (CAP_BPF + CAP_PERFMON); skipped loudly without it.
 
-mod common;
+use crate::common;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! `elasticsearch` sink against osmem-server (the OpenSearch 3.8 REST API, in memory).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! The `file` sink on the shared driver: every event written, counted, flushed at the end.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! `http` sink against a real recording HTTP server (tests/sink_server.py).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! `kafka` sink against tansu (a Kafka-protocol broker), read back with an rdkafka consumer.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

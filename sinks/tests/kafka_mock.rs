@@ -1,7 +1,7 @@
 //! `kafka` sink against librdkafka's in-process mock cluster: fast checks that need no
 //! broker install (the tansu tests in kafka.rs are the real-server ones).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Sinks inside a real engine topology: a destination down at start-up does not stop the
 //! pipeline, and a reload or a stop flushes what the sink holds.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! Hand-built frames of every supported link type, in pcap and pcapng files.
 
-mod common;
+use crate::common;
 
 use std::io::Cursor;
 use std::net::SocketAddr;

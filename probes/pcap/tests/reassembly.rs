@@ -1,6 +1,6 @@
 //! TCP reassembly on hand-built segments.
 
-mod common;
+use crate::common;
 
 use common::*;
 use perisco_engine::event::{Direction, Event, Role, SocketEventKind};

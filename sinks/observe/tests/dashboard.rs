@@ -1,7 +1,7 @@
 //! config-examples/grafana/perisco-dashboard.json parses, uses datasource variables, and
 //! every query names metrics and labels the exporter emits and record fields that exist.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! The hubble sink through the generated tonic clients: peer.Notify (how hubble-relay
 //! finds agents) and LostEvent when a follower falls behind.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The hubble sink queried by real third-party clients: grpcurl 1.8.6 (through gRPC
 //! reflection, so it also checks the served schema) and the generated tonic client.
 
-mod common;
+use crate::common;
 
 use std::io::BufReader;
 use std::process::{Command, Stdio};

@@ -6,7 +6,7 @@
 //! pods become ready, move and go away; an API restart relists and announces the
 //! difference.
 
-mod common;
+use crate::common;
 
 use std::io::BufReader;
 use std::path::Path;

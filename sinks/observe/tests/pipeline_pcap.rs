@@ -7,7 +7,7 @@
 //! by the loop), every record must show up as a flow, and Prometheus' status-class ratio
 //! and latency quantiles must be those of the records.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! and `histogram_quantile` over its HTTP API give the per-service values the records
 //! imply.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! serves the pods and services of those addresses) → a collecting sink. The records must
 //! name both pods, their workloads and services.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -4,7 +4,7 @@
 //! created, changed and deleted through the API while it runs, and the emulator is stopped
 //! and restarted under it.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! server answers each list and watch request, so relists, deletes, 410 Gone without
 //! bookmarks and failing lists happen exactly when the test says.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! VRL programs inside a pipeline TOML: compile errors with file:line:col, relative
 //! program files, a remap whose new field reaches a sink, a broken reload.
 
-mod common;
+use crate::common;
 
 use common::*;
 use perisco_engine::RunningTopology;

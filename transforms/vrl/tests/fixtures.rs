@@ -2,7 +2,7 @@
 //! pcap source and parse/match transforms, through filter and remap, into the file sink.
 //! Expectations come from what the clients recorded doing (fixtures/*.expected.json).
 
-mod common;
+use crate::common;
 
 use common::*;
 use perisco_engine::RunningTopology;

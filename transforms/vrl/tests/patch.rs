@@ -3,7 +3,7 @@
 //! for the patched output equals what the whole-event path (convert everything, emit a
 //! document) produces: same events, same errors, same drops.
 
-mod common;
+use crate::common;
 
 use std::sync::LazyLock;
 

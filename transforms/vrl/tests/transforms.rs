@@ -1,6 +1,6 @@
 //! Tables of filter conditions and remap programs over the sample records.
 
-mod common;
+use crate::common;
 
 use common::*;
 use perisco_engine::FunctionTransform;

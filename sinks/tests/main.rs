@@ -1,0 +1,10 @@
+//! The crate's integration tests, one module per file, linked into one test binary
+//! (a binary per file linked the crate and its dependencies again for each).
+
+mod common;
+mod elasticsearch;
+mod file;
+mod http;
+mod kafka;
+mod kafka_mock;
+mod topology;

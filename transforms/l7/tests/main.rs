@@ -1,0 +1,5 @@
+//! The crate's integration tests, one module per file, linked into one test binary
+//! (a binary per file linked the crate and its dependencies again for each).
+
+mod fixtures;
+mod parse;
