@@ -82,6 +82,8 @@ pub struct KernelStats {
     pub read_errors: u64,
     pub filtered: u64,
     pub local_duplicates: u64,
+    /// Transfers on sockets whose connection had closed (STAT_LATE).
+    pub late_transfers: u64,
 }
 
 pub struct Probe {
@@ -478,6 +480,7 @@ impl Probe {
             read_errors: sum(STAT_READ_ERR),
             filtered: sum(STAT_FILTERED),
             local_duplicates: sum(STAT_CONN_DUP),
+            late_transfers: sum(STAT_LATE),
         }
     }
 }

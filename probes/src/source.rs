@@ -30,6 +30,7 @@ struct Metrics {
     read_errors: Counter,
     filtered: Counter,
     local_duplicates: Counter,
+    late_transfers: Counter,
     gaps: Counter,
     rejected: Counter,
     batches_dropped: Counter,
@@ -67,6 +68,11 @@ impl Metrics {
                 "Client connections not reported because their server end is traced on this host.",
                 l,
             ),
+            late_transfers: r.counter(
+                "perisco_ebpf_late_transfers_total",
+                "Transfers on sockets whose connection had already closed (e.g. a read after a lingering close): not captured.",
+                l,
+            ),
             gaps: r.counter(
                 "perisco_ebpf_gaps_total",
                 "Gap events emitted (bytes lost or not capturable).",
@@ -100,6 +106,7 @@ impl Metrics {
         d(&self.read_errors, now.read_errors, last.read_errors);
         d(&self.filtered, now.filtered, last.filtered);
         d(&self.local_duplicates, now.local_duplicates, last.local_duplicates);
+        d(&self.late_transfers, now.late_transfers, last.late_transfers);
         *last = now;
     }
 }

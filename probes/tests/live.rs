@@ -655,6 +655,90 @@ while True:
     c.close()
 "#;
 
+/// A server that reads after its connection closed (shutdown after the peer's FIN, as
+/// Apache's lingering close does) must not make that socket look like a new connection: its
+/// port is unbound by then, and an entry left for it would be inherited by whichever
+/// connection reuses the `struct sock` next (which then vanished from the capture).
+#[test]
+fn a_read_after_the_connection_closed_is_not_a_new_connection() {
+    if !require(
+        "a_read_after_the_connection_closed_is_not_a_new_connection",
+        &[Need::Root],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("late.py");
+    std::fs::write(&script, LATE_READ).unwrap();
+    let (server_port, client_port) = (free_port(), free_port());
+    // Both roles and both ports: a socket mistaken for a new client connection would pass.
+    let cap = Capture::start(
+        "late_read",
+        &format!("roles = [\"server\", \"client\"]\nports = [{server_port}, {client_port}]"),
+    );
+    let out = run(Command::new(PY)
+        .arg(&script)
+        .arg(server_port.to_string())
+        .arg(client_port.to_string()));
+    let read_late: usize = String::from_utf8_lossy(&out).trim().parse().unwrap();
+    assert!(read_late > 0, "the server read the request after its connection closed");
+    cap.wait_for("the server's Close", |ev| {
+        ev.iter()
+            .any(|e| e.kind == SocketEventKind::Close && e.local.port() == server_port)
+    });
+    // The syscall tracepoints close a connection at close(2), so there the late read is
+    // still the connection's; the socket tracepoints close it at TCP_CLOSE, and count it.
+    let attributed = |ev: &[SocketData]| {
+        ev.iter()
+            .any(|e| e.local.port() == server_port && e.data.starts_with(b"GET /late"))
+    };
+    let start = std::time::Instant::now();
+    while !attributed(&cap.events())
+        && cap.counter("perisco_ebpf_late_transfers_total") == 0
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let late_reads = cap.counter("perisco_ebpf_late_transfers_total");
+    let ev = cap.stop();
+    dump(&ev);
+    let unbound: Vec<&SocketData> = ev.iter().filter(|e| e.local.port() == 0).collect();
+    assert!(
+        unbound.is_empty(),
+        "events of a closed socket as a new connection: {unbound:?}"
+    );
+    let server = conns_with(&ev, |e| e.local.port() == server_port);
+    assert_eq!(server.len(), 1, "the server's connection, once");
+    assert_lifecycle(&ev, server[0]);
+    assert!(
+        attributed(&ev) || late_reads >= 1,
+        "the read after close is the connection's or counted as late ({late_reads})"
+    );
+}
+
+const LATE_READ: &str = r#"
+import socket, sys, time
+sp, cp = int(sys.argv[1]), int(sys.argv[2])
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", sp))
+l.listen(5)
+k = socket.socket()
+k.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+k.bind(("127.0.0.1", cp))
+k.connect(("127.0.0.1", sp))
+c, _ = l.accept()
+c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+k.recv(100)
+k.sendall(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+k.close()                      # the client's FIN
+time.sleep(0.2)
+c.shutdown(socket.SHUT_WR)     # ours: LAST_ACK, then CLOSE once acknowledged
+time.sleep(0.2)
+print(len(c.recv(4096)))       # the request, read from a socket that is closed
+c.close()
+"#;
+
 // The cases above run on `auto`, which is the socket tracepoints on this kernel; kernels
 // without them (before 6.3, or not x86-64) use the syscall tracepoints: the same cases again.
 macro_rules! on_syscall_tracepoints {
@@ -678,4 +762,5 @@ on_syscall_tracepoints! {
     grpc_and_h2c_servers_are_captured => grpc_and_h2c_on_syscall_tracepoints,
     sendmsg_iovecs_are_captured_in_order => sendmsg_iovecs_on_syscall_tracepoints,
     servers_listening_before_the_probe_in_another_netns_are_captured => servers_in_another_netns_on_syscall_tracepoints,
+    a_read_after_the_connection_closed_is_not_a_new_connection => late_read_on_syscall_tracepoints,
 }

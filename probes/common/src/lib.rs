@@ -52,6 +52,9 @@ pub const STAT_RING_DROP: u32 = 1;
 pub const STAT_READ_ERR: u32 = 2;
 pub const STAT_FILTERED: u32 = 3;
 pub const STAT_CONN_DUP: u32 = 4;
+/// Transfers on a socket whose connection had already closed (its port unbound, e.g. a read
+/// after a lingering close): neither attributed nor tracked.
+pub const STAT_LATE: u32 = 5;
 pub const STAT_MAX: u32 = 8;
 
 /// Kernel struct layout, read from /sys/kernel/btf/vmlinux by the loader and written

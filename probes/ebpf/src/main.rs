@@ -337,6 +337,13 @@ fn track_conn(o: &Offsets, sk: u64, role: u8) -> Option<*mut Conn> {
     if !matches!(read_tcp_sock(o, sk, &mut c), Ok(true)) {
         return None;
     }
+    if role == 0 && c.local_port == 0 {
+        // Closed already (TCP_CLOSE unbinds the port) and read from afterwards: an entry made
+        // now would never see another state change, and the connection that reuses this
+        // `struct sock` would inherit it.
+        stat(STAT_LATE);
+        return None;
+    }
     c.cookie = unsafe { bpf_ktime_get_ns() };
     if role == 0 {
         c.flags = FLAG_INFERRED;
@@ -1017,8 +1024,14 @@ pub fn rtp_sock_state(ctx: RawTracePointContext) -> u32 {
             TCP_SYN_SENT => ROLE_CLIENT,
             _ => 0,
         };
-        if configured().is_some() && CONNS.get_ptr_mut(&sk).is_none() {
-            let _ = track_conn(&OFFSETS.load(), sk, role);
+        if configured().is_some() {
+            let o = OFFSETS.load();
+            let known = CONNS
+                .get_ptr_mut(&sk)
+                .is_some_and(|p| same_connection(&o, sk, unsafe { &*p }, role));
+            if !known {
+                let _ = track_conn(&o, sk, role);
+            }
         }
     } else if new == TCP_CLOSE || new == TCP_LAST_ACK {
         close_conn(sk, HOOK_SOCKET_TP);
@@ -1026,6 +1039,21 @@ pub fn rtp_sock_state(ctx: RawTracePointContext) -> u32 {
         sk_listening(sk);
     }
     0
+}
+
+/// Whether the entry for `sk` describes the connection it holds now. An entry left by an
+/// earlier connection whose `struct sock` memory was reused has another 4-tuple or role; a
+/// connection entering ESTABLISHED replaces it (and userspace closes the old one: the
+/// cookie differs).
+#[inline(always)]
+fn same_connection(o: &Offsets, sk: u64, old: &Conn, role: u8) -> bool {
+    let mut now = Conn::default();
+    matches!(read_tcp_sock(o, sk, &mut now), Ok(true))
+        && now.local_port == old.local_port
+        && now.peer_port == old.peer_port
+        && now.local_addr == old.local_addr
+        && now.peer_addr == old.peer_addr
+        && (role == 0 || role == old.role)
 }
 
 // ---------------------------------------------------------------------------------------
