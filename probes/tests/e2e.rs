@@ -257,13 +257,15 @@ fn apache(dir: &Path, port: u16) -> ChildGuard {
          LoadModule http2_module /usr/lib/apache2/modules/mod_http2.so\n\
          Listen 127.0.0.1:{port}\nServerName localhost\nPidFile {d}/httpd.pid\nErrorLog {d}/error.log\n\
          User nobody\nGroup nogroup\nDocumentRoot {w}\nDirectoryIndex index.html\n\
-         Protocols h2c http/1.1\nH2Direct on\nEnableSendfile Off\nTypesConfig /etc/mime.types\n\
+         Protocols h2c http/1.1\nH2Direct on\nEnableSendfile Off\nTypesConfig {d}/mime.types\n\
          LogFormat \"%r %>s\" exchange\nCustomLog {d}/access.log exchange\n\
          <Directory {w}>\n  Require all granted\n</Directory>\n",
         d = dir.display(),
         w = www.display()
     );
     std::fs::write(dir.join("httpd.conf"), conf).unwrap();
+    // Our own types file: /etc/mime.types belongs to a package a minimal host may lack.
+    std::fs::write(dir.join("mime.types"), "text/html html\ntext/plain txt\n").unwrap();
     let child = ChildGuard::spawn(
         Command::new("/usr/sbin/apache2")
             .arg("-f")
