@@ -41,6 +41,74 @@ fn metrics(api: u16) -> String {
     out
 }
 
+/// The `perisco` binary running `ebpf_socket (ports) → parse → match → file`, attached.
+struct Agent {
+    child: ChildGuard,
+    out: std::path::PathBuf,
+}
+
+impl Agent {
+    fn start(bin: &Path, dir: &Path, ports: &[u16]) -> Agent {
+        let api = free_port();
+        let out = dir.join("records.jsonl");
+        let ports = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+        let config = format!(
+            "[api]\naddress = \"127.0.0.1:{api}\"\n\n\
+             [sources.capture]\ntype = \"ebpf_socket\"\nports = [{ports}]\n\n\
+             [transforms.l7]\ntype = \"parse\"\ninputs = [\"capture\"]\n\n\
+             [transforms.pairs]\ntype = \"match\"\ninputs = [\"l7\"]\n\n\
+             [sinks.out]\ntype = \"file\"\ninputs = [\"pairs\"]\npath = \"{}\"\n",
+            out.display()
+        );
+        std::fs::write(dir.join("pipeline.toml"), &config).unwrap();
+        let child = ChildGuard::spawn(
+            Command::new(bin)
+                .arg("--config")
+                .arg(dir.join("pipeline.toml"))
+                .stdout(Stdio::null()),
+        )
+        .expect("perisco starts");
+        let start = Instant::now();
+        while !metrics(api).contains("perisco_ebpf_attached{component_id=\"capture\"} 1") {
+            assert!(
+                start.elapsed() < Duration::from_secs(180),
+                "perisco never attached: {}",
+                metrics(api)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Agent { child, out }
+    }
+
+    fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Wait for `want` records (bounded), let anything late (duplicates) arrive, stop
+    /// perisco cleanly and return everything it wrote.
+    fn settle_and_stop(mut self, want: usize) -> Vec<Value> {
+        let start = Instant::now();
+        while self.records().len() < want && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        self.child.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.records()
+    }
+}
+
+fn field(r: &Value, pointer: &str) -> Value {
+    r.pointer(pointer).cloned().unwrap_or(Value::Null)
+}
+
 const GRPC: &str = r#"
 import sys, grpc
 from concurrent import futures
@@ -93,41 +161,9 @@ fn every_exchange_is_recorded_once_by_the_perisco_binary() {
     std::fs::write(d.join("py/a.txt"), b"alpha\n").unwrap();
     std::fs::write(d.join("index.txt"), b"h2c body\n").unwrap();
     std::fs::write(d.join("grpc_echo.py"), GRPC).unwrap();
-    let (py_port, nginx_port, h2_port, grpc_port, api, quiet_port) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
-
-    let out = d.join("records.jsonl");
-    let config = format!(
-        "[api]\naddress = \"127.0.0.1:{api}\"\n\n\
-         [sources.capture]\ntype = \"ebpf_socket\"\nports = [{py_port}, {nginx_port}, {h2_port}, {grpc_port}]\n\n\
-         [transforms.l7]\ntype = \"parse\"\ninputs = [\"capture\"]\n\n\
-         [transforms.pairs]\ntype = \"match\"\ninputs = [\"l7\"]\n\n\
-         [sinks.out]\ntype = \"file\"\ninputs = [\"pairs\"]\npath = \"{}\"\n",
-        out.display()
-    );
-    std::fs::write(d.join("pipeline.toml"), &config).unwrap();
-    let perisco = ChildGuard::spawn(
-        Command::new(&bin)
-            .arg("--config")
-            .arg(d.join("pipeline.toml"))
-            .stdout(Stdio::null()),
-    )
-    .expect("perisco starts");
-    let start = Instant::now();
-    while !metrics(api).contains("perisco_ebpf_attached{component_id=\"capture\"} 1") {
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "perisco never attached: {}",
-            metrics(api)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (py_port, nginx_port, h2_port, grpc_port, quiet_port) =
+        (free_port(), free_port(), free_port(), free_port(), free_port());
+    let agent = Agent::start(&bin, d, &[py_port, nginx_port, h2_port, grpc_port]);
 
     let py = ChildGuard::spawn(
         Command::new(PY)
@@ -198,30 +234,10 @@ fn every_exchange_is_recorded_once_by_the_perisco_binary() {
         ("GET", "/index.txt".into(), 200, h2_port, h2.id()),
         ("POST", "/test.Echo/Say".into(), 200, grpc_port, grpc.id()),
     ];
-    let read = || -> Vec<Value> {
-        std::fs::read_to_string(&out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
-    let start = Instant::now();
-    while read().len() < want.len() && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // Let anything late (duplicates) arrive, then stop perisco cleanly.
-    std::thread::sleep(Duration::from_secs(2));
-    perisco.signal("TERM");
-    let mut perisco = perisco;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while perisco.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let records = read();
+    let records = agent.settle_and_stop(want.len());
     for r in &records {
         eprintln!("{r}");
     }
-    let field = |r: &Value, p: &str| r.pointer(p).cloned().unwrap_or(Value::Null);
     for (method, url, status, port, pid) in &want {
         let hits: Vec<&Value> = records
             .iter()
@@ -300,29 +316,8 @@ fn apache_under_h2load_every_exchange_is_recorded_once() {
     let d = dir.path();
     // Apache's children run as nobody: they must reach the document root.
     std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let (port, api) = (free_port(), free_port());
-    let out = d.join("records.jsonl");
-    let config = format!(
-        "[api]\naddress = \"127.0.0.1:{api}\"\n\n\
-         [sources.capture]\ntype = \"ebpf_socket\"\nports = [{port}]\n\n\
-         [transforms.l7]\ntype = \"parse\"\ninputs = [\"capture\"]\n\n\
-         [transforms.pairs]\ntype = \"match\"\ninputs = [\"l7\"]\n\n\
-         [sinks.out]\ntype = \"file\"\ninputs = [\"pairs\"]\npath = \"{}\"\n",
-        out.display()
-    );
-    std::fs::write(d.join("pipeline.toml"), &config).unwrap();
-    let perisco = ChildGuard::spawn(
-        Command::new(&bin)
-            .arg("--config")
-            .arg(d.join("pipeline.toml"))
-            .stdout(Stdio::null()),
-    )
-    .expect("perisco starts");
-    let start = Instant::now();
-    while !metrics(api).contains("perisco_ebpf_attached{component_id=\"capture\"} 1") {
-        assert!(start.elapsed() < Duration::from_secs(180), "perisco never attached");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let port = free_port();
+    let agent = Agent::start(&bin, d, &[port]);
     let httpd = apache(&d.join("apache"), port);
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     let h2load = |args: &[&str], paths: &[&str]| {
@@ -339,27 +334,8 @@ fn apache_under_h2load_every_exchange_is_recorded_once() {
     h2load(&["--h1", "-n", "200", "-c", "4"], &["/", "/missing"]);
     let want = 900;
 
-    let read = || -> Vec<Value> {
-        std::fs::read_to_string(&out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
-    let start = Instant::now();
-    while read().len() < want && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_secs(2));
+    let records = agent.settle_and_stop(want);
     httpd.signal("TERM");
-    perisco.signal("TERM");
-    let mut perisco = perisco;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while perisco.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let records = read();
-    let field = |r: &Value, p: &str| r.pointer(p).cloned().unwrap_or(Value::Null);
     let mut seen = std::collections::BTreeMap::<(String, String, u64), usize>::new();
     for r in &records {
         let key = (
