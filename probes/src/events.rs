@@ -21,11 +21,16 @@ struct Pending {
     dir: Direction,
     ts_ns: u64,
     len: u32,
+    /// The captured bytes of every piece, in order.
     data: BytesMut,
-    /// Offset (in the message) the next chunk must start at; a mismatch means a chunk
-    /// was lost, and later bytes are not appended (they would be misplaced).
+    /// Offset (in the message) the next chunk continues the current piece at.
     next_off: u32,
-    hole: bool,
+    /// Where each piece starts: (offset in the message, offset in `data`). A new piece
+    /// starts after a hole: bytes the kernel skipped on purpose (DATA payloads of a walked
+    /// HTTP/2 connection) or a chunk that was lost.
+    pieces: Vec<(u32, usize)>,
+    /// A chunk went backwards: later bytes are dropped (they would be misplaced).
+    broken: bool,
 }
 
 struct Conn {
@@ -291,17 +296,18 @@ impl Assembler {
                     len: h.msg_len,
                     data: BytesMut::with_capacity(h.msg_len.min(MAX_CAPTURE) as usize),
                     next_off: h.chunk_off,
-                    hole: h.chunk_off != 0,
+                    pieces: vec![(h.chunk_off, 0)],
+                    broken: false,
                 });
-                if h.chunk_off != p.next_off || cap < (h.cap_len as usize) {
-                    p.hole = true;
+                if h.chunk_off < p.next_off || cap < (h.cap_len as usize) {
+                    p.broken = true;
                 }
-                if !p.hole {
+                if !p.broken {
+                    if h.chunk_off > p.next_off {
+                        p.pieces.push((h.chunk_off, p.data.len()));
+                    }
                     p.data.extend_from_slice(payload);
                     p.next_off = h.chunk_off + cap as u32;
-                    if cap == 0 && !last {
-                        p.hole = true;
-                    }
                 }
                 if last {
                     flush(c, &process, out);
@@ -328,9 +334,13 @@ impl Assembler {
     }
 }
 
-/// Emit a held (multi-chunk) message, truncated if its last chunk never came.
+/// Emit a held (multi-chunk) message: one event per piece, each one's `len` reaching to the
+/// next piece, so the bytes between pieces arrive as known-length holes (a parser skips
+/// them and stays in step). The last piece is truncated if the message's end never came.
 fn flush(c: &mut Conn, process: &Arc<ProcessInfo>, out: &mut Vec<Event>) {
-    if let Some(p) = c.pending.take() {
+    let Some(p) = c.pending.take() else { return };
+    let data = p.data.freeze();
+    let mut emit = |data: Bytes, len: u32| {
         out.push(Event::Socket(SocketData {
             conn_id: c.id,
             kind: SocketEventKind::Data,
@@ -340,9 +350,17 @@ fn flush(c: &mut Conn, process: &Arc<ProcessInfo>, out: &mut Vec<Event>) {
             peer: c.peer,
             role: c.role,
             direction: p.dir,
-            data: p.data.freeze(),
-            len: p.len,
-        }));
+            len: len.max(data.len() as u32),
+            data,
+        }))
+    };
+    let first = p.pieces.first().map_or(0, |f| f.0);
+    if first > 0 {
+        emit(Bytes::new(), first);
+    }
+    for (k, &(off, start)) in p.pieces.iter().enumerate() {
+        let (end_off, end) = p.pieces.get(k + 1).map_or((p.len, data.len()), |&(o, e)| (o, e));
+        emit(data.slice(start..end), end_off.saturating_sub(off));
     }
 }
 
@@ -519,7 +537,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_lost_chunk_leaves_a_truncated_message_and_no_misplaced_bytes() {
+    fn holes_between_chunks_become_known_length_skips_and_nothing_is_misplaced() {
         let mut a = Assembler::new();
         let mut out = Vec::new();
         let now = Instant::now();
@@ -530,7 +548,9 @@ pub(crate) mod tests {
             &mut out,
         )
         .unwrap();
-        // the chunk at CHUNK was lost; the last one must not be appended
+        // The chunk at CHUNK never came (lost, or skipped by the HTTP/2 walk): the last one
+        // is a second piece, and the first piece's `len` reaches to it.
+        let d = vec![b'y'; 10];
         a.push(
             &record(
                 EV_DATA,
@@ -539,32 +559,53 @@ pub(crate) mod tests {
                 DIR_EGRESS,
                 3 * CHUNK as u32,
                 2 * CHUNK as u32,
-                &c,
+                &d,
                 FLAG_LAST,
             ),
             now,
             &mut out,
         )
         .unwrap();
-        let d = socket(&out[1]);
-        assert_eq!(d.data.len(), CHUNK);
-        assert_eq!(d.len as usize, 3 * CHUNK);
-        // a message whose last chunk never came is flushed by the next message
+        assert_eq!(out.len(), 3, "open + two pieces");
+        let (p1, p2) = (socket(&out[1]), socket(&out[2]));
+        assert_eq!((&p1.data[..], p1.len as usize), (&c[..], 2 * CHUNK));
+        assert_eq!((&p2.data[..], p2.len as usize), (&d[..], CHUNK), "10 bytes, then a cut");
+        // A message that begins with a hole: an empty event of that length comes first.
         a.push(
-            &record(EV_DATA, 1, 7, DIR_EGRESS, 2 * CHUNK as u32, 0, &c, 0),
+            &record(EV_DATA, 1, 7, DIR_EGRESS, 100, 90, &d, FLAG_LAST),
             now,
             &mut out,
         )
         .unwrap();
+        assert_eq!(out.len(), 5);
+        assert_eq!((socket(&out[3]).data.len(), socket(&out[3]).len), (0, 90));
+        assert_eq!((&socket(&out[4]).data[..], socket(&out[4]).len), (&d[..], 10));
+        // A chunk that goes backwards: later bytes are dropped, the message is truncated.
+        a.push(
+            &record(EV_DATA, 1, 7, DIR_EGRESS, 3 * CHUNK as u32, 0, &c, 0),
+            now,
+            &mut out,
+        )
+        .unwrap();
+        a.push(
+            &record(EV_DATA, 1, 7, DIR_EGRESS, 3 * CHUNK as u32, 10, &d, 0),
+            now,
+            &mut out,
+        )
+        .unwrap();
+        // A message whose last chunk never came is flushed by the next message.
         a.push(
             &record(EV_DATA, 1, 7, DIR_INGRESS, 2, 0, b"ok", FLAG_LAST),
             now,
             &mut out,
         )
         .unwrap();
-        assert_eq!(out.len(), 4);
-        assert_eq!(socket(&out[2]).len as usize, 2 * CHUNK);
-        assert_eq!(&socket(&out[3]).data[..], b"ok");
+        assert_eq!(out.len(), 7);
+        assert_eq!(
+            (&socket(&out[5]).data[..], socket(&out[5]).len as usize),
+            (&c[..], 3 * CHUNK)
+        );
+        assert_eq!(&socket(&out[6]).data[..], b"ok");
     }
 
     #[test]

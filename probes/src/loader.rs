@@ -14,8 +14,21 @@ use crate::Error;
 use crate::btf::Btf;
 use crate::config::{EbpfSocketConfig, Hook};
 
-/// The compiled kernel object (built by build.rs through aya-build).
+/// The compiled kernel objects (built by build.rs through aya-build): with the HTTP/2 frame
+/// walk, which needs `bpf_loop` (Linux 5.17), and without it for older kernels.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/perisco-socket"));
+static OBJECT_PREFIX: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/perisco-socket-prefix"));
+
+/// Does this kernel have `bpf_loop` (5.17+), which the HTTP/2 frame walk runs in?
+/// Unknown versions are taken as too old: the prefix capture works everywhere.
+/// `PERISCO_EBPF_PREFIX_ONLY=1` loads the programs without it anyway (to compare, or to
+/// test what older kernels run).
+fn kernel_has_bpf_loop() -> bool {
+    if std::env::var_os("PERISCO_EBPF_PREFIX_ONLY").is_some_and(|v| v == "1") {
+        return false;
+    }
+    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 17, 0))
+}
 
 /// Syscall tracepoints: (program, tracepoint in category "syscalls").
 /// The kernel wakes the reader once this fraction of the ring is waiting (1/16: 1 MiB of
@@ -84,6 +97,8 @@ pub struct KernelStats {
     pub local_duplicates: u64,
     /// Transfers on sockets whose connection had closed (STAT_LATE).
     pub late_transfers: u64,
+    /// HTTP/2 frame walks given up (STAT_H2_WALK_LOST).
+    pub h2_walks_lost: u64,
 }
 
 pub struct Probe {
@@ -213,11 +228,12 @@ impl Probe {
         let btf = Btf::from_sys_fs()?;
         let offsets = resolve_offsets(&btf)?;
         let aya_btf = AyaBtf::from_sys_fs().map_err(|e| map_err(e, "aya BTF"))?;
+        let walk_h2 = kernel_has_bpf_loop();
         let ebpf = EbpfLoader::new()
             .btf(Some(&aya_btf))
             .override_global("OFFSETS", &offsets, true)
             .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
-            .load(OBJECT)
+            .load(if walk_h2 { OBJECT } else { OBJECT_PREFIX })
             .map_err(|e| {
                 Error::Load(format!(
                     "loading the eBPF object: {} (needs CAP_BPF + CAP_PERFMON)",
@@ -233,6 +249,11 @@ impl Probe {
             generation: 0,
         };
         probe.active = probe.attach(cfg.hook, &aya_btf, &btf, &offsets)?;
+        probe.active.why.push_str(if walk_h2 {
+            "; HTTP/2 frame walk on"
+        } else {
+            "; HTTP/2 frame walk off (needs bpf_loop, Linux 5.17+): HTTP/2 transfers are captured as prefixes"
+        });
         probe.seed_listeners();
         probe.apply(cfg)?;
         Ok(probe)
@@ -481,6 +502,7 @@ impl Probe {
             filtered: sum(STAT_FILTERED),
             local_duplicates: sum(STAT_CONN_DUP),
             late_transfers: sum(STAT_LATE),
+            h2_walks_lost: sum(STAT_H2_WALK_LOST),
         }
     }
 }

@@ -8,10 +8,11 @@
 pub const CHUNK: usize = 4096;
 /// Most payload bytes captured per message (`max_capture_bytes` upper bound).
 pub const MAX_CAPTURE: u32 = 16 * 1024;
-/// Chunks per message the kernel loops over (MAX_CAPTURE / CHUNK, plus one spare for
-/// iovec segment boundaries).
+/// Chunks per message the kernel loops over without bpf_loop (MAX_CAPTURE / CHUNK, plus
+/// one spare for iovec segment boundaries).
 pub const MAX_CHUNKS: u32 = 6;
-/// iovec segments looked at per readv/writev/sendmsg/recvmsg (gRPC writes many small ones).
+/// iovec segments a prefix capture looks at per readv/writev/sendmsg/recvmsg (gRPC writes
+/// many small ones); a walked HTTP/2 transfer follows up to H2_MAX_IOV.
 pub const MAX_IOV: u64 = 16;
 
 /// `u32::MAX` in an offset: the field does not exist on this kernel.
@@ -55,6 +56,9 @@ pub const STAT_CONN_DUP: u32 = 4;
 /// Transfers on a socket whose connection had already closed (its port unbound, e.g. a read
 /// after a lingering close): neither attributed nor tracked.
 pub const STAT_LATE: u32 = 5;
+/// HTTP/2 frame walks given up (steps or copy cap exhausted, or a record the ring refused):
+/// that direction falls back to prefix capture.
+pub const STAT_H2_WALK_LOST: u32 = 6;
 pub const STAT_MAX: u32 = 8;
 
 /// Kernel struct layout, read from /sys/kernel/btf/vmlinux by the loader and written
@@ -207,7 +211,47 @@ pub struct Conn {
     pub _pad: u8,
     /// Payload bytes lost to a full ring, per direction, reported on the next event.
     pub lost: [u32; 2],
+    /// HTTP/2 frame walk per direction (index = `dir`).
+    pub h2: [H2Walk; 2],
 }
+
+// H2Walk::state
+/// The client has not sent a byte yet.
+pub const H2_UNDECIDED: u8 = 0;
+/// The connection began with the HTTP/2 preface: transfers are walked frame by frame.
+pub const H2_WALK: u8 = 1;
+/// Not walked: the first bytes were not the preface, or the walk lost its place.
+pub const H2_OFF: u8 = 2;
+
+/// Where one direction of an HTTP/2 connection stands between two transfers. On a walked
+/// connection every frame header and every non-DATA payload is copied whatever its place
+/// in the transfer, and DATA payloads only within `max_capture` bytes per transfer: the
+/// HPACK state userspace decodes with never misses a header block behind a large body.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct H2Walk {
+    /// The frame header being read (the first `have` bytes).
+    pub hdr: [u8; 16],
+    /// Payload bytes of the current frame still to come.
+    pub flen: u32,
+    /// Bytes of the current frame header read so far (0..9).
+    pub have: u8,
+    /// H2_UNDECIDED, H2_WALK or H2_OFF.
+    pub state: u8,
+    /// 1 = the current frame's payload is copied in full (anything but DATA, or padded DATA).
+    pub copy: u8,
+    pub _pad: u8,
+}
+
+/// Steps one transfer may take (a step is part of a frame header, or one copy or skip within
+/// one iovec segment): a 256 KiB write of 16 KiB DATA frames takes ~50.
+pub const H2_STEPS: u32 = 1024;
+/// iovec segments a walk follows (UIO_MAXIOV).
+pub const H2_MAX_IOV: u64 = 1024;
+/// Most bytes copied from one walked transfer (header blocks beyond this lose the walk).
+pub const H2_COPY_CAP: u64 = 2 * MAX_CAPTURE as u64;
+/// The HTTP/2 client connection preface.
+pub const H2_PREFACE: [u8; 24] = *b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// A listening endpoint (LISTEN map): used to infer roles of connections that predate the
 /// probe and to recognise a client whose server end is on this host.
