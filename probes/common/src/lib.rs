@@ -359,7 +359,8 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(core::mem::size_of::<EventHdr>(), 112);
-        assert_eq!(core::mem::size_of::<Conn>(), 64);
+        assert_eq!(core::mem::size_of::<H2Walk>(), 24);
+        assert_eq!(core::mem::size_of::<Conn>(), 64 + 2 * 24);
         assert_eq!(core::mem::size_of::<Conn>() % 8, 0);
         assert_eq!(core::mem::size_of::<ListenKey>(), 24);
         assert_eq!(core::mem::size_of::<Settings>(), 20);
