@@ -10,8 +10,8 @@ pub struct Framing {
     remaining: u64,
     pub messages: u32,
     pub bytes: u64,
-    /// A prefix with a flag other than 0 (identity) or 1 (compressed), or lost bytes:
-    /// counts stop here and are lower bounds.
+    /// A prefix with a flag other than 0 (identity) or 1 (compressed), or lost bytes that
+    /// held a message boundary: counting stops, and the counts are not reported.
     pub broken: bool,
 }
 

@@ -260,14 +260,17 @@ impl Msg {
                 message: g.message,
                 ..GrpcInfo::default()
             };
+            // Counts that lost their place (a message boundary in bytes not captured, or an
+            // unknown flag) would only be lower bounds: left out, not reported as exact.
+            let counts = (!g.framing.broken).then_some((g.framing.messages, g.framing.bytes));
             match self.kind {
                 Kind::Request => {
-                    info.request_messages = Some(g.framing.messages);
-                    info.request_bytes = Some(g.framing.bytes);
+                    info.request_messages = counts.map(|c| c.0);
+                    info.request_bytes = counts.map(|c| c.1);
                 }
                 Kind::Response => {
-                    info.response_messages = Some(g.framing.messages);
-                    info.response_bytes = Some(g.framing.bytes);
+                    info.response_messages = counts.map(|c| c.0);
+                    info.response_bytes = counts.map(|c| c.1);
                 }
             }
             Box::new(info)

@@ -1284,3 +1284,61 @@ fn idle_connection_keeps_little_state() {
     let idle = conn.state_bytes();
     assert!(idle < fresh + 256, "idle {idle} bytes, fresh {fresh}");
 }
+
+// DATA payload bytes the capture skipped (the kernel's HTTP/2 walk skips DATA beyond the
+// capture): inside one gRPC message the counts stay exact; over a message boundary they
+// are left out rather than reported as lower bounds.
+h2!(
+    grpc_counts_survive_skips_inside_a_message_only,
+    |c, s| {
+        // Stream 1's response: two 100-byte messages; the skip stays inside the first.
+        // Stream 3's response: four 10-byte messages; the skip covers three prefixes.
+        let two = cat(&[grpc_msg(0, &[b'a'; 100]), grpc_msg(0, &[b'b'; 100])]);
+        let four: Vec<u8> = (0..4).flat_map(|_| grpc_msg(0, &[b'c'; 10])).collect();
+        let head = |s: &mut Wire, id| s.headers(id, 0, &[(":status", "200"), ("content-type", "application/grpc")]);
+        let trailers = |s: &mut Wire, id| s.headers(id, END_STREAM, &[("grpc-status", "0")]);
+        // Encoded in the order they are fed (HPACK state).
+        let (h1, t1) = (head(&mut s, 1), trailers(&mut s, 1));
+        let (h3, t3) = (head(&mut s, 3), trailers(&mut s, 3));
+        let frame1 = data(1, 0, &two);
+        let frame3 = data(3, 0, &four);
+        vec![
+            Step::Feed(
+                C,
+                cat(&[
+                    client_start(),
+                    c.headers(1, END_STREAM, GRPC_REQ),
+                    c.headers(3, END_STREAM, GRPC_REQ),
+                ]),
+                false,
+            ),
+            // frame header + the first message's prefix and 10 bytes, 80 skipped, the rest.
+            Step::Feed(S, cat(&[server_start(), h1, frame1[..9 + 15].to_vec()]), false),
+            Step::Skip(S, 80),
+            Step::Feed(S, cat(&[frame1[9 + 95..].to_vec(), t1]), false),
+            // frame header + the first message's prefix, then 40 bytes skipped.
+            Step::Feed(S, cat(&[h3, frame3[..9 + 5].to_vec()]), false),
+            Step::Skip(S, 40),
+            Step::Feed(S, cat(&[frame3[9 + 45..].to_vec(), t3]), false),
+        ]
+    },
+    |msgs, _stats| {
+        let msgs = msgs.unwrap();
+        let resp = |id| {
+            msgs.iter()
+                .find(|m| m.stream_id == Some(id) && matches!(m.body, L7Body::Response(_)))
+                .and_then(|m| m.grpc.as_deref())
+                .cloned()
+                .unwrap()
+        };
+        let (r1, r3) = (resp(1), resp(3));
+        assert_eq!(
+            (r1.response_messages, r1.response_bytes, r1.status),
+            (Some(2), Some(200), Some(0))
+        );
+        assert_eq!(
+            (r3.response_messages, r3.response_bytes, r3.status),
+            (None, None, Some(0))
+        );
+    }
+);
