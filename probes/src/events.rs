@@ -307,7 +307,7 @@ impl Assembler {
                         p.pieces.push((h.chunk_off, p.data.len()));
                     }
                     p.data.extend_from_slice(payload);
-                    p.next_off = h.chunk_off + cap as u32;
+                    p.next_off = h.chunk_off.saturating_add(cap as u32);
                 }
                 if last {
                     flush(c, &process, out);
