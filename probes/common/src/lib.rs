@@ -243,9 +243,10 @@ pub struct H2Walk {
     pub _pad: u8,
 }
 
-/// Steps one transfer may take (a step is part of a frame header, or one copy or skip within
-/// one iovec segment): a 256 KiB write of 16 KiB DATA frames takes ~50.
-pub const H2_STEPS: u32 = 1024;
+/// Steps one transfer may take in `bpf_loop` (a step is part of a frame header, or one copy
+/// or skip within one iovec segment): a 256 KiB write of 16 KiB DATA frames takes ~50.
+/// Without `bpf_loop` a prefix capture takes at most MAX_CHUNKS + MAX_IOV.
+pub const COPY_STEPS: u32 = 1024;
 /// iovec segments a walk follows (UIO_MAXIOV).
 pub const H2_MAX_IOV: u64 = 1024;
 /// Most bytes copied from one walked transfer (header blocks beyond this lose the walk).

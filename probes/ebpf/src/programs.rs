@@ -698,7 +698,7 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
 /// transfer, DATA payloads only within `max_capture` bytes. Skipped bytes are holes between
 /// records (`chunk_off` jumps), which userspace turns into known-length skips the HTTP/2
 /// parser follows. The walk carries over between transfers in `c.h2[dir]`; when it cannot
-/// finish a transfer (H2_STEPS, H2_COPY_CAP, a failed read, a full ring) it is given up
+/// finish a transfer (COPY_STEPS, H2_COPY_CAP, a failed read, a full ring) it is given up
 /// (H2_OFF) and the direction is captured as a prefix from then on.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -771,7 +771,7 @@ fn copy_transfer(
     if WALK_H2 {
         unsafe {
             generated::bpf_loop(
-                H2_STEPS,
+                COPY_STEPS,
                 copy_step as *const () as *mut c_void,
                 core::ptr::null_mut(),
                 0,
