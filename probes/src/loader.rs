@@ -97,6 +97,8 @@ pub struct KernelStats {
     pub local_duplicates: u64,
     /// Transfers on sockets whose connection had closed (STAT_LATE).
     pub late_transfers: u64,
+    /// Connections walked frame by frame (STAT_H2_WALKED).
+    pub h2_walked: u64,
     /// HTTP/2 frame walks given up (STAT_H2_WALK_LOST).
     pub h2_walks_lost: u64,
 }
@@ -502,6 +504,7 @@ impl Probe {
             filtered: sum(STAT_FILTERED),
             local_duplicates: sum(STAT_CONN_DUP),
             late_transfers: sum(STAT_LATE),
+            h2_walked: sum(STAT_H2_WALKED),
             h2_walks_lost: sum(STAT_H2_WALK_LOST),
         }
     }

@@ -31,6 +31,7 @@ struct Metrics {
     filtered: Counter,
     local_duplicates: Counter,
     late_transfers: Counter,
+    h2_walked: Counter,
     h2_walks_lost: Counter,
     gaps: Counter,
     rejected: Counter,
@@ -74,6 +75,11 @@ impl Metrics {
                 "Transfers on sockets whose connection had already closed (e.g. a read after a lingering close): not captured.",
                 l,
             ),
+            h2_walked: r.counter(
+                "perisco_ebpf_h2_walked_connections_total",
+                "Connections that began with the HTTP/2 preface, walked frame by frame so that every header block is captured.",
+                l,
+            ),
             h2_walks_lost: r.counter(
                 "perisco_ebpf_h2_walks_lost_total",
                 "Directions of HTTP/2 connections whose frame walk was given up (a transfer too long to walk, or a record the ring refused): captured as a prefix from then on.",
@@ -113,6 +119,7 @@ impl Metrics {
         d(&self.filtered, now.filtered, last.filtered);
         d(&self.local_duplicates, now.local_duplicates, last.local_duplicates);
         d(&self.late_transfers, now.late_transfers, last.late_transfers);
+        d(&self.h2_walked, now.h2_walked, last.h2_walked);
         d(&self.h2_walks_lost, now.h2_walks_lost, last.h2_walks_lost);
         *last = now;
     }

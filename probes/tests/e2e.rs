@@ -45,6 +45,8 @@ fn metrics(api: u16) -> String {
 struct Agent {
     child: ChildGuard,
     out: std::path::PathBuf,
+    /// The `[api]` port (`/metrics`).
+    api: u16,
 }
 
 impl Agent {
@@ -77,7 +79,7 @@ impl Agent {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Agent { child, out }
+        Agent { child, out, api }
     }
 
     fn records(&self) -> Vec<Value> {
@@ -490,6 +492,29 @@ fn grpc_calls_multiplexed_on_one_channel_each_have_their_status() {
     let (ok, not_found) = (counts.next().unwrap(), counts.next().unwrap());
     assert_eq!((ok, not_found), (640, 160), "the client's own count");
 
+    // One value of the agent's /metrics (summed over label sets), once it says so.
+    let metric = |name: &str| -> u64 {
+        metrics(agent.api)
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    if kernel_walks_h2() {
+        let start = Instant::now();
+        while metric("perisco_ebpf_h2_walked_connections_total") == 0 && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            metric("perisco_ebpf_h2_walked_connections_total") >= 1,
+            "the channel is walked"
+        );
+        assert_eq!(
+            metric("perisco_ebpf_h2_walks_lost_total"),
+            0,
+            "and its walk never lost its place"
+        );
+    }
     let records = agent.settle_and_stop(ok + not_found);
     server.signal("TERM");
     assert_eq!(records.len(), ok + not_found, "one record per call");

@@ -59,6 +59,8 @@ pub const STAT_LATE: u32 = 5;
 /// HTTP/2 frame walks given up (steps or copy cap exhausted, or a record the ring refused):
 /// that direction falls back to prefix capture.
 pub const STAT_H2_WALK_LOST: u32 = 6;
+/// Connections that began with the HTTP/2 preface: walked frame by frame.
+pub const STAT_H2_WALKED: u32 = 7;
 pub const STAT_MAX: u32 = 8;
 
 /// Kernel struct layout, read from /sys/kernel/btf/vmlinux by the loader and written

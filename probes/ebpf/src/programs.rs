@@ -502,6 +502,9 @@ fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64,
     if WALK_H2 && dir == from_client && c.h2[d].state == H2_UNDECIDED {
         // The client's first bytes decide, once per connection, whether it is walked.
         preface = starts_with_preface(&src, total);
+        if preface {
+            stat(STAT_H2_WALKED);
+        }
         let state = if preface { H2_WALK } else { H2_OFF };
         c.h2 = [H2Walk {
             state,
