@@ -305,7 +305,9 @@ fn large_messages_are_captured_up_to_16k_in_chunks() {
     let cap = Capture::start("chunks", &format!("ports = [{port}]\nmax_capture_bytes = 16384"));
     let _server = python_http_server(dir.path(), "127.0.0.1", port);
     assert_eq!(curl(&format!("http://127.0.0.1:{port}/big.bin")), body);
-    cap.wait_for("close", |ev| closed_data_conns(ev) >= 1);
+    std::fs::write(dir.path().join("mid.bin"), &body[..20_000]).unwrap();
+    assert_eq!(curl(&format!("http://127.0.0.1:{port}/mid.bin")), &body[..20_000]);
+    cap.wait_for("close", |ev| closed_data_conns(ev) >= 2);
     let ev = cap.stop();
     // http.server sends the file with one sendall (a 50 kB write): captured 16 KiB of it.
     let m = ev
@@ -317,6 +319,16 @@ fn large_messages_are_captured_up_to_16k_in_chunks() {
         });
     assert_eq!(m.data.len(), 16384);
     assert!(m.truncated());
+    assert_eq!(&m.data[..], &body[..16384]);
+    // A write under three times the capture: still exactly the first 16 KiB.
+    let m = ev
+        .iter()
+        .find(|e| e.direction == Direction::Egress && e.kind == SocketEventKind::Data && e.len == 20_000)
+        .unwrap_or_else(|| {
+            dump(&ev);
+            panic!("no 20 kB write")
+        });
+    assert_eq!(m.data.len(), 16384);
     assert_eq!(&m.data[..], &body[..16384]);
 }
 

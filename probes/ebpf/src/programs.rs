@@ -627,7 +627,6 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
                 n = budget - copied;
             }
         }
-        st(&mut cur.flen, flen - n);
     } else {
         let have = ld(&cur.have);
         let need = if have < 9 { 9 - have } else { 0 };
@@ -642,6 +641,12 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
         if copied + n > H2_COPY_CAP {
             return STOP;
         }
+    }
+    // `n` is final here: what this step moves past.
+    if flen > 0 {
+        st(&mut cur.flen, flen - n);
+    }
+    if keep {
         let n32 = if n > CHUNK as u64 { CHUNK as u32 } else { n as u32 };
         let n = n32 as u64;
         let dst = unsafe { s.data.as_mut_ptr().add(filled as usize) };
