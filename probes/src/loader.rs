@@ -19,11 +19,11 @@ use crate::config::{EbpfSocketConfig, Hook};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/perisco-socket"));
 static OBJECT_PREFIX: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/perisco-socket-prefix"));
 
-/// Does this kernel have `bpf_loop` (5.17+), which the HTTP/2 frame walk runs in?
-/// Unknown versions are taken as too old: the prefix capture works everywhere.
-/// `PERISCO_EBPF_PREFIX_ONLY=1` loads the programs without it anyway (to compare, or to
-/// test what older kernels run).
-fn kernel_has_bpf_loop() -> bool {
+/// Will the programs walk HTTP/2 connections frame by frame here? Only where the kernel has
+/// `bpf_loop` (5.17+), which the walk runs in; unknown versions are taken as too old (the
+/// prefix capture works everywhere). `PERISCO_EBPF_PREFIX_ONLY=1` loads the programs
+/// without the walk anyway (to compare, or to test what older kernels run).
+pub fn walks_http2() -> bool {
     if std::env::var_os("PERISCO_EBPF_PREFIX_ONLY").is_some_and(|v| v == "1") {
         return false;
     }
@@ -230,7 +230,7 @@ impl Probe {
         let btf = Btf::from_sys_fs()?;
         let offsets = resolve_offsets(&btf)?;
         let aya_btf = AyaBtf::from_sys_fs().map_err(|e| map_err(e, "aya BTF"))?;
-        let walk_h2 = kernel_has_bpf_loop();
+        let walk_h2 = walks_http2();
         let ebpf = EbpfLoader::new()
             .btf(Some(&aya_btf))
             .override_global("OFFSETS", &offsets, true)

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use perisco_probes::loader::walks_http2;
 use perisco_testutil::{ChildGuard, Need, free_port, perisco_bin, require, wait_for_port};
 use serde_json::Value;
 
@@ -116,19 +117,6 @@ fn incomplete(r: &Value) -> Vec<&str> {
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default()
-}
-
-/// Does perisco run the HTTP/2 frame walk here (bpf_loop, 5.17+, not turned off)? Then
-/// every header block is captured, however long the writes around it.
-fn kernel_walks_h2() -> bool {
-    if std::env::var_os("PERISCO_EBPF_PREFIX_ONLY").is_some_and(|v| v == "1") {
-        return false;
-    }
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut v = release
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse::<u32>().ok());
-    (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (5, 17)
 }
 
 fn nginx_conf(dir: &Path, port: u16) -> std::path::PathBuf {
@@ -373,7 +361,7 @@ fn apache_under_h2load_every_exchange_is_recorded_once() {
     );
     assert_eq!(seen, logged, "(protocol, url, status) → records, against Apache's log");
     let big_len = (BIG_LINES * 25).to_string();
-    let walked = kernel_walks_h2();
+    let walked = walks_http2();
     for r in &records {
         assert_eq!(field(r, "/comm"), "apache2", "{r}");
         assert_eq!(field(r, "/l7/request/http/method"), "GET", "{r}");
@@ -500,7 +488,7 @@ fn grpc_calls_multiplexed_on_one_channel_each_have_their_status() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     };
-    if kernel_walks_h2() {
+    if walks_http2() {
         let start = Instant::now();
         while metric("perisco_ebpf_h2_walked_connections_total") == 0 && start.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(200));
@@ -518,7 +506,7 @@ fn grpc_calls_multiplexed_on_one_channel_each_have_their_status() {
     let records = agent.settle_and_stop(ok + not_found);
     server.signal("TERM");
     assert_eq!(records.len(), ok + not_found, "one record per call");
-    let walked = kernel_walks_h2();
+    let walked = walks_http2();
     let mut statuses = std::collections::BTreeMap::<String, usize>::new();
     for r in &records {
         assert_eq!(field(r, "/l7/request/http/url"), "/test.Echo/Say", "{r}");

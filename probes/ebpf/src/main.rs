@@ -2,7 +2,7 @@
 #![no_std]
 #![no_main]
 
-/// Walk HTTP/2 connections frame by frame (see `capture_h2`).
+/// Walk HTTP/2 connections frame by frame (see `capture` in programs.rs).
 const WALK_H2: bool = true;
 
 #[path = "programs.rs"]

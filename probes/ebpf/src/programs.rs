@@ -441,7 +441,7 @@ fn read_iovec(src: &Src, i: u64) -> Option<(u64, u64)> {
     }
 }
 
-/// State of one transfer's copy (`copy_transfer`, one `copy_step` at a time), kept in map
+/// State of one transfer's copy (`capture`, one `copy_step` at a time), kept in map
 /// memory on purpose: the verifier does not track values loaded from a map, so every step
 /// starts from the same abstract state, and `bpf_loop` verifies the step once however many
 /// times it runs.
@@ -490,31 +490,6 @@ fn st(p: *mut u64, v: u64) {
     unsafe { core::ptr::write_volatile(p, v) }
 }
 
-/// Emit `total` bytes (the true transfer size) as records of at most CHUNK bytes; iovec
-/// segments are gathered into the same record, and the last record carries FLAG_LAST.
-/// Most transfers are captured as a prefix of `max_capture` bytes. A connection whose client
-/// began with the HTTP/2 preface is walked frame by frame instead (`copy_transfer`).
-#[inline(always)]
-fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64, hook: u8) {
-    let d = (dir & 1) as usize;
-    let from_client = if c.role == ROLE_SERVER { DIR_INGRESS } else { DIR_EGRESS };
-    let mut preface = false;
-    if WALK_H2 && dir == from_client && c.h2[d].state == H2_UNDECIDED {
-        // The client's first bytes decide, once per connection, whether it is walked.
-        preface = starts_with_preface(&src, total);
-        if preface {
-            stat(STAT_H2_WALKED);
-        }
-        let state = if preface { H2_WALK } else { H2_OFF };
-        c.h2 = [H2Walk {
-            state,
-            ..H2Walk::default()
-        }; 2];
-    }
-    let walk = WALK_H2 && c.h2[d].state == H2_WALK;
-    copy_transfer(sk, c, stg, dir, src, total, hook, walk, preface);
-}
-
 /// Does the transfer begin with the HTTP/2 client preface? (Read from its first segment.)
 #[inline(always)]
 fn starts_with_preface(src: &Src, total: u64) -> bool {
@@ -561,7 +536,7 @@ fn emit_run(s: &mut Scratch, cur: &mut Cursor, off: u64, len: u64, last: bool) -
     ok
 }
 
-/// One step of `copy_transfer`: part of a frame header, or a copy or a skip within one iovec
+/// One step of `capture`: part of a frame header, or a copy or a skip within one iovec
 /// segment. A `bpf_loop` callback; everything it needs is in CURSOR. Returns 1 to stop.
 #[inline(never)]
 extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
@@ -701,30 +676,37 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
     0
 }
 
-/// Copy one transfer, as a prefix (`walk` false) or, for a walked HTTP/2 direction, frame
-/// by frame: frame headers and non-DATA payloads are copied wherever they are in the
-/// transfer, DATA payloads only within `max_capture` bytes. Skipped bytes are holes between
-/// records (`chunk_off` jumps), which userspace turns into known-length skips the HTTP/2
-/// parser follows. The walk carries over between transfers in `c.h2[dir]`; when it cannot
-/// finish a transfer (COPY_STEPS, H2_COPY_CAP, a failed read, a full ring) it is given up
-/// (H2_OFF) and the direction is captured as a prefix from then on.
+/// Emit `total` bytes (the true transfer size) as records of at most CHUNK bytes; iovec
+/// segments are gathered into the same record, and the last record carries FLAG_LAST.
+/// Most transfers are captured as a prefix of `max_capture` bytes. A connection whose client
+/// began with the HTTP/2 preface is walked frame by frame instead: frame headers and
+/// non-DATA payloads are copied wherever they are in the transfer, DATA payloads only
+/// within `max_capture` bytes. Skipped bytes are holes between records (`chunk_off` jumps),
+/// which userspace turns into known-length skips the HTTP/2 parser follows. The walk carries
+/// over between transfers in `c.h2[dir]`; when it cannot finish a transfer (COPY_STEPS,
+/// H2_COPY_CAP, a failed read, a full ring) it is given up (H2_OFF) and the direction is
+/// captured as a prefix from then on.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn copy_transfer(
-    sk: u64,
-    c: &mut Conn,
-    stg: &Settings,
-    dir: u8,
-    src: Src,
-    total: u64,
-    hook: u8,
-    walk: bool,
-    preface: bool,
-) {
+fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64, hook: u8) {
+    let d = (dir & 1) as usize;
+    let from_client = if c.role == ROLE_SERVER { DIR_INGRESS } else { DIR_EGRESS };
+    let mut preface = false;
+    if WALK_H2 && dir == from_client && c.h2[d].state == H2_UNDECIDED {
+        // The client's first bytes decide, once per connection, whether it is walked.
+        preface = starts_with_preface(&src, total);
+        if preface {
+            stat(STAT_H2_WALKED);
+        }
+        let state = if preface { H2_WALK } else { H2_OFF };
+        c.h2 = [H2Walk {
+            state,
+            ..H2Walk::default()
+        }; 2];
+    }
+    let walk = WALK_H2 && c.h2[d].state == H2_WALK;
     let Some(s) = scratch() else { return };
     let Some(cur) = CURSOR.get_ptr_mut(0) else { return };
     fill_hdr(&mut s.hdr, sk, c, EV_DATA, dir, hook);
-    let d = (dir & 1) as usize;
     s.hdr.msg_len = if total > u32::MAX as u64 {
         u32::MAX
     } else {
