@@ -1,11 +1,15 @@
 //! Builds the socket-data events: coalesces in-order bytes of one direction, applies
-//! `max_capture_bytes`, and collects events for the next batch.
+//! `max_capture_bytes` as the eBPF probe would ([`crate::walk`]), and collects events for
+//! the next batch.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use perisco_engine::FastMap;
 use perisco_engine::event::{Direction, Event, ProcessInfo, Role, SocketData, SocketEventKind};
+
+use crate::walk::ConnWalk;
 
 /// Largest event built from consecutive segments: about what one read() returns.
 pub const MAX_COALESCE: usize = 64 * 1024;
@@ -31,6 +35,17 @@ pub struct Emitter {
     open: Option<OpenData>,
     process: Arc<ProcessInfo>,
     max_capture_bytes: Option<usize>,
+    /// What the live probe would keep of each connection's transfers (with
+    /// `max_capture_bytes` only).
+    walks: FastMap<u64, ConnWalk>,
+    pub walk_stats: WalkStats,
+}
+
+/// The HTTP/2 frame walk's counters (the eBPF source's `perisco_ebpf_h2_*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalkStats {
+    pub walked_connections: u64,
+    pub walks_lost: u64,
 }
 
 impl Emitter {
@@ -40,6 +55,8 @@ impl Emitter {
             open: None,
             process: Arc::new(ProcessInfo::default()),
             max_capture_bytes: max_capture_bytes.map(|m| m as usize),
+            walks: FastMap::default(),
+            walk_stats: WalkStats::default(),
         }
     }
 
@@ -69,6 +86,19 @@ impl Emitter {
     /// A lifecycle or gap event (`len`: lost bytes for a gap, 0 otherwise).
     pub fn event(&mut self, meta: &ConnMeta, kind: SocketEventKind, direction: Direction, ts_ns: u64, len: u64) {
         self.close_open();
+        match kind {
+            SocketEventKind::Gap => {
+                if let Some(w) = self.walks.get_mut(&meta.conn_id) {
+                    let lost = w.lost;
+                    w.gap(from_client(meta.role, direction));
+                    self.walk_stats.walks_lost += w.lost - lost;
+                }
+            }
+            SocketEventKind::Close => {
+                self.walks.remove(&meta.conn_id);
+            }
+            SocketEventKind::Open | SocketEventKind::Data => {}
+        }
         self.events
             .push(self.socket_event(meta, kind, direction, ts_ns, Bytes::new(), len));
     }
@@ -84,22 +114,43 @@ impl Emitter {
     }
 
     fn close_open(&mut self) {
-        if let Some(open) = self.open.take() {
-            let len = open.buf.len() as u64;
-            let mut buf = open.buf;
-            if let Some(max) = self.max_capture_bytes {
-                buf.truncate(max);
-            }
-            let ev = self.socket_event(
-                &open.meta,
-                SocketEventKind::Data,
-                open.direction,
-                open.ts_ns,
-                Bytes::from(buf),
-                len,
-            );
+        let Some(mut open) = self.open.take() else { return };
+        let total = open.buf.len();
+        let data = Bytes::from(std::mem::take(&mut open.buf));
+        let Some(max) = self.max_capture_bytes else {
+            let ev = self.data_event(&open, data, total);
+            self.events.push(ev);
+            return;
+        };
+        let w = self.walks.entry(open.meta.conn_id).or_default();
+        let (decided, lost) = (w.decided(), w.lost);
+        let kept = w.capture(&data, from_client(open.meta.role, open.direction), max);
+        self.walk_stats.walked_connections += u64::from(!decided && w.walking());
+        self.walk_stats.walks_lost += w.lost - lost;
+        // As the eBPF source hands on a transfer with holes: each kept run with the length
+        // up to the next one (the bytes between are known-length skips), an empty event
+        // first when the transfer begins with a skip.
+        let first = kept.first().map_or(total, |r| r.start);
+        if first > 0 {
+            let ev = self.data_event(&open, Bytes::new(), first);
             self.events.push(ev);
         }
+        for (k, r) in kept.iter().enumerate() {
+            let end = kept.get(k + 1).map_or(total, |n| n.start);
+            let ev = self.data_event(&open, data.slice(r.clone()), end - r.start);
+            self.events.push(ev);
+        }
+    }
+
+    fn data_event(&self, open: &OpenData, data: Bytes, len: usize) -> Event {
+        self.socket_event(
+            &open.meta,
+            SocketEventKind::Data,
+            open.direction,
+            open.ts_ns,
+            data,
+            len as u64,
+        )
     }
 
     fn socket_event(
@@ -123,5 +174,14 @@ impl Emitter {
             data,
             len: u32::try_from(len).unwrap_or(u32::MAX),
         })
+    }
+}
+
+/// Whether `direction` carries the client's bytes; `None` when the roles are unknown.
+fn from_client(role: Role, direction: Direction) -> Option<bool> {
+    match role {
+        Role::Server => Some(direction == Direction::Ingress),
+        Role::Client => Some(direction == Direction::Egress),
+        Role::Unknown => None,
     }
 }

@@ -10,6 +10,7 @@ mod emit;
 pub mod reader;
 pub mod reassembly;
 mod source;
+mod walk;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,7 +40,7 @@ pub fn read_events<R: std::io::Read + Send + 'static>(
     }
     reasm.finish();
     events.extend(reasm.take_events());
-    Ok((events, reasm.stats().clone()))
+    Ok((events, reasm.stats()))
 }
 
 /// [`read_events`] of a file; the error names the file.

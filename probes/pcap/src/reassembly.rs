@@ -63,6 +63,10 @@ pub struct Stats {
     pub evicted_idle: u64,
     /// Segments of a connection that had already closed (late retransmissions, final ACKs).
     pub late_segments: u64,
+    /// With `max_capture_bytes`: connections walked frame by frame as HTTP/2, and walks
+    /// given up (as the eBPF probe counts them).
+    pub h2_walked_connections: u64,
+    pub h2_walks_lost: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -286,8 +290,12 @@ impl Reassembler {
         }
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    pub fn stats(&self) -> Stats {
+        Stats {
+            h2_walked_connections: self.emit.walk_stats.walked_connections,
+            h2_walks_lost: self.emit.walk_stats.walks_lost,
+            ..self.stats.clone()
+        }
     }
 
     /// Connections (and tombstones) held.

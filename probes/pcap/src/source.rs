@@ -187,6 +187,8 @@ struct PcapMetrics {
     evicted_max_connections: Counter,
     evicted_idle: Counter,
     late_segments: Counter,
+    h2_walked: Counter,
+    h2_walks_lost: Counter,
     passes: Counter,
     truncated_files: Counter,
     tracked: Gauge,
@@ -243,6 +245,16 @@ impl PcapMetrics {
                 "Segments of connections that had already closed.",
                 l,
             ),
+            h2_walked: r.counter(
+                "perisco_pcap_h2_walked_connections_total",
+                "With max_capture_bytes: connections captured frame by frame as HTTP/2, as the eBPF probe would.",
+                l,
+            ),
+            h2_walks_lost: r.counter(
+                "perisco_pcap_h2_walks_lost_total",
+                "With max_capture_bytes: HTTP/2 frame walks given up (a gap, or a transfer past the probe's limits).",
+                l,
+            ),
             passes: r.counter("perisco_pcap_passes_total", "Complete passes over the file.", l),
             truncated_files: r.counter(
                 "perisco_pcap_truncated_files_total",
@@ -280,7 +292,10 @@ impl PcapMetrics {
             .add(d(now.evicted_max_connections, last.evicted_max_connections));
         self.evicted_idle.add(d(now.evicted_idle, last.evicted_idle));
         self.late_segments.add(d(now.late_segments, last.late_segments));
+        self.h2_walked
+            .add(d(now.h2_walked_connections, last.h2_walked_connections));
+        self.h2_walks_lost.add(d(now.h2_walks_lost, last.h2_walks_lost));
         self.tracked.set(i64::try_from(reasm.connections()).unwrap_or(i64::MAX));
-        *last = now.clone();
+        *last = now;
     }
 }

@@ -37,7 +37,7 @@ fn run_with(limits: Limits, segs: &[TcpSegment<'_>]) -> (Vec<Event>, Stats) {
         r.segment(1_000 + i as u64, sg);
     }
     r.finish();
-    (r.take_events(), r.stats().clone())
+    (r.take_events(), r.stats())
 }
 
 fn run(segs: &[TcpSegment<'_>]) -> (Vec<Event>, Stats) {

@@ -15,11 +15,16 @@ fn fixtures() -> PathBuf {
 
 /// Records from a capture, through parse and match, with both flushed at the end.
 fn records(name: &str, parse: &ParseConfig) -> (Vec<Record>, perisco_l7::ParseStats) {
-    let (events, _) = perisco_pcap::read_file(
-        &fixtures().join(format!("{name}.pcapng")),
-        perisco_pcap::Limits::default(),
-    )
-    .expect("read fixture");
+    records_with(name, parse, perisco_pcap::Limits::default())
+}
+
+fn records_with(
+    name: &str,
+    parse: &ParseConfig,
+    limits: perisco_pcap::Limits,
+) -> (Vec<Record>, perisco_l7::ParseStats) {
+    let (events, _) =
+        perisco_pcap::read_file(&fixtures().join(format!("{name}.pcapng")), limits).expect("read fixture");
     let mut parser = Parser::new(parse);
     let mut matcher = Matcher::new(&MatchConfig::default());
     let mut msgs: Vec<L7Message> = Vec::new();
@@ -182,6 +187,45 @@ fn non_http_gives_no_records() {
     assert!(stats.unknown_connections >= 2, "{stats:?}");
     assert!(stats.skipped_unknown_bytes > 0);
     assert_eq!(stats.messages, 0);
+}
+
+/// HTTP/2 and gRPC replayed with a 32-byte `max_capture_bytes`: the pcap source keeps what
+/// the live probe keeps of a connection that began with the preface (every frame header
+/// and HEADERS payload, DATA within the budget), so HPACK never loses its table and every
+/// exchange comes out whole. (A plain 32-byte prefix of each write lost the headers of
+/// streams answered in the same write, and the dynamic table with them.)
+#[test]
+fn http2_with_a_small_capture_limit_is_walked_frame_by_frame() {
+    let limits = perisco_pcap::Limits {
+        max_capture_bytes: Some(32),
+        ..perisco_pcap::Limits::default()
+    };
+    for name in ["h2c-nghttp", "grpc"] {
+        let (_, pcap) = perisco_pcap::read_file(&fixtures().join(format!("{name}.pcapng")), limits).unwrap();
+        assert!(
+            pcap.h2_walked_connections > 0 && pcap.h2_walks_lost == 0,
+            "{name}: {pcap:?}"
+        );
+        let (recs, stats) = records_with(name, &ParseConfig::default(), limits);
+        let mut got: Vec<String> = recs.iter().map(key_of).collect();
+        let mut want: Vec<String> = expected(name).iter().map(key_of_expected).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{name} (parse stats: {stats:?})");
+        for r in &recs {
+            assert!(
+                r.incomplete.is_empty(),
+                "{name}: marked {:?}: {}",
+                r.incomplete,
+                key_of(r)
+            );
+            assert!(
+                r.l7.response.as_ref().is_some_and(|p| !p.http.headers.is_empty()),
+                "{name}: response headers kept: {}",
+                key_of(r)
+            );
+        }
+    }
 }
 
 /// The same captures with each write cut to 64 bytes, as a live probe with a small
