@@ -138,7 +138,10 @@ impl Core {
                 }
             }
             frame::CONTINUATION => self.continuation(side, h, payload, false, out),
-            frame::RST_STREAM => self.reset(h.stream, ts, out),
+            frame::RST_STREAM => {
+                let code = payload.first_chunk::<4>().map(|c| u32::from_be_bytes(*c));
+                self.reset(side, h.stream, code, ts, out);
+            }
             frame::SETTINGS if !h.has(frame::ACK) => {
                 // Settings bound what the other side may send.
                 let other = side.other().idx();
@@ -417,8 +420,11 @@ impl Core {
         }
     }
 
-    /// RST_STREAM from either side: what is open on the stream ends, marked.
-    pub fn reset(&mut self, id: u32, ts: u64, out: &mut Vec<L7Message>) {
+    /// RST_STREAM (`code`: its error code) from either side: what is open on the stream
+    /// ends, marked. A server's NO_ERROR after its response headers ends that response as
+    /// sent (RFC 9113 §8.1: a server may answer before the request is complete and then
+    /// reset the stream; node's http2 ends body-less responses this way), not as reset.
+    pub fn reset(&mut self, side: Side, id: u32, code: Option<u32>, ts: u64, out: &mut Vec<L7Message>) {
         self.stats.resets += 1;
         let Some(s) = self.streams.get_mut(&id) else {
             return;
@@ -426,8 +432,10 @@ impl Core {
         if let Some(m) = s.req.as_mut() {
             m.mark(reason::REQUEST_RESET);
         }
+        let ended_by_server = side == Side::Server && code == Some(frame::NO_ERROR);
         if !s.resp_done {
             match s.resp.as_mut() {
+                Some(_) if ended_by_server => {}
                 Some(m) => m.mark(reason::RESPONSE_RESET),
                 None => s.resp = Some(Box::new(Msg::reset_placeholder(ts, s.call.is_some()))),
             }

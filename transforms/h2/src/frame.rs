@@ -18,6 +18,9 @@ pub const GOAWAY: u8 = 0x7;
 pub const WINDOW_UPDATE: u8 = 0x8;
 pub const CONTINUATION: u8 = 0x9;
 
+/// RST_STREAM / GOAWAY error code of a graceful end.
+pub const NO_ERROR: u32 = 0x0;
+
 pub const END_STREAM: u8 = 0x1;
 pub const ACK: u8 = 0x1;
 pub const END_HEADERS: u8 = 0x4;

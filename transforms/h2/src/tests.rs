@@ -531,6 +531,52 @@ h2!(
 );
 
 h2!(
+    server_no_error_reset_after_its_headers_ends_the_response,
+    |c, s| {
+        // node's http2 server answers a body-less response with HEADERS (no END_STREAM)
+        // and then RST_STREAM(NO_ERROR); the client sees a complete 404. A client's
+        // NO_ERROR reset in the middle of a response still cuts it.
+        let rst = |stream| {
+            let mut f = Vec::new();
+            frame::write(&mut f, frame::RST_STREAM, 0, stream, &frame::NO_ERROR.to_be_bytes());
+            f
+        };
+        vec![
+            Step::Feed(
+                C,
+                cat(&[
+                    client_start(),
+                    c.headers(1, END_STREAM, GET),
+                    c.headers(3, END_STREAM, GET),
+                ]),
+                false,
+            ),
+            Step::Feed(
+                S,
+                cat(&[
+                    server_start(),
+                    s.headers(1, 0, &[(":status", "404")]),
+                    rst(1),
+                    s.headers(3, 0, &[(":status", "200")]),
+                    data(3, 0, b"par"),
+                ]),
+                false,
+            ),
+            Step::Feed(C, rst(3), false),
+        ]
+    },
+    |msgs, stats| {
+        let msgs = msgs.unwrap();
+        assert_eq!(msgs.len(), 4);
+        assert_eq!((msgs[2].stream_id, resp(&msgs[2]).code), (Some(1), 404));
+        assert!(msgs[2].incomplete.is_empty(), "{:?}", msgs[2].incomplete);
+        assert_eq!((msgs[3].stream_id, resp(&msgs[3]).code), (Some(3), 200));
+        assert_eq!(msgs[3].incomplete, vec![reason::RESPONSE_RESET]);
+        assert_eq!(stats.resets, 2);
+    }
+);
+
+h2!(
     informational_skipped,
     |c, s| vec![
         Step::Feed(
