@@ -224,6 +224,11 @@ pub const H2_UNDECIDED: u8 = 0;
 pub const H2_WALK: u8 = 1;
 /// Not walked: the first bytes were not the preface, or the walk lost its place.
 pub const H2_OFF: u8 = 2;
+/// The client began with HTTP/1: the server's first answer decides (a 101 switching to h2c
+/// starts the walk right after its head; anything else: H2_OFF).
+pub const H2_UPGRADE: u8 = 3;
+/// Bytes of a 101 head searched for its end ("\r\n\r\n").
+pub const UPGRADE_HEAD_MAX: u64 = 256;
 
 /// Where one direction of an HTTP/2 connection stands between two transfers. On a walked
 /// connection every frame header and every non-DATA payload is copied whatever its place
@@ -238,7 +243,7 @@ pub struct H2Walk {
     pub flen: u32,
     /// Bytes of the current frame header read so far (0..9).
     pub have: u8,
-    /// H2_UNDECIDED, H2_WALK or H2_OFF.
+    /// H2_UNDECIDED, H2_WALK, H2_OFF or H2_UPGRADE.
     pub state: u8,
     /// 1 = the current frame's payload is copied in full (anything but DATA, or padded DATA).
     pub copy: u8,

@@ -510,6 +510,111 @@ fn starts_with_preface(src: &Src, total: u64) -> bool {
     }
 }
 
+/// Whether this transfer's direction is walked, decided at the connection's first
+/// exchanges; returns the lead (bytes before the first frame header) when a walk starts
+/// here. The client's first bytes decide: the preface walks both sides from there; HTTP/1
+/// leaves the server's first answer to decide, where a 101 (the h2c Upgrade accepted)
+/// walks the server's side from the end of its head and the client's from its preface.
+#[inline(always)]
+fn decide_walk(c: &mut Conn, dir: u8, from_client: u8, src: &Src, total: u64) -> u64 {
+    let d = (dir & 1) as usize;
+    let other = d ^ 1;
+    let state = c.h2[d].state;
+    let set = |state| H2Walk {
+        state,
+        ..H2Walk::default()
+    };
+    if dir == from_client && state == H2_UNDECIDED {
+        if starts_with_preface(src, total) {
+            stat(STAT_H2_WALKED);
+            c.h2 = [set(H2_WALK); 2];
+            return H2_PREFACE.len() as u64;
+        }
+        c.h2 = [set(H2_UPGRADE); 2];
+    } else if state == H2_UPGRADE && dir != from_client {
+        match switching_head_len(src, total) {
+            Some(n) => {
+                stat(STAT_H2_WALKED);
+                c.h2[d] = set(H2_WALK);
+                return n;
+            }
+            None => c.h2 = [set(H2_OFF); 2],
+        }
+    } else if state == H2_UPGRADE {
+        // The client, after the server answered: HTTP/2 follows a 101 with the preface.
+        // (Before the answer, e.g. a request body, it waits.)
+        match c.h2[other].state {
+            H2_WALK if starts_with_preface(src, total) => {
+                c.h2[d] = set(H2_WALK);
+                return H2_PREFACE.len() as u64;
+            }
+            H2_UPGRADE => {}
+            _ => c.h2[d] = set(H2_OFF),
+        }
+    }
+    0
+}
+
+/// The first bytes of the transfer: their address and how many the first segment holds.
+#[inline(always)]
+fn first_bytes(src: &Src, total: u64) -> Option<(u64, u64)> {
+    if src.nsegs == 0 {
+        return Some((src.ptr, total));
+    }
+    match read_iovec(src, 0) {
+        Some((b, l)) if l > src.skip => Some((b + src.skip, l - src.skip)),
+        _ => None,
+    }
+}
+
+/// Does the transfer begin with "HTTP/1.1 101 " and a head that ends within
+/// UPGRADE_HEAD_MAX bytes? Its length. (One 16-byte read for any other first answer.)
+#[inline(always)]
+fn switching_head_len(src: &Src, total: u64) -> Option<u64> {
+    let (addr, avail) = first_bytes(src, total)?;
+    let start = unsafe { bpf_probe_read_user(addr as *const [u8; 16]) }.ok()?;
+    if avail < 16 || start[..13] != *b"HTTP/1.1 101 " {
+        return None;
+    }
+    let s = scratch()?;
+    let cur = CURSOR.get_ptr_mut(0)?;
+    let n = if avail > UPGRADE_HEAD_MAX {
+        UPGRADE_HEAD_MAX
+    } else {
+        avail
+    };
+    let n32 = (n as u32) & (2 * UPGRADE_HEAD_MAX as u32 - 1);
+    if unsafe { generated::bpf_probe_read_user(s.data.as_mut_ptr() as *mut c_void, n32, addr as *const c_void) } != 0 {
+        return None;
+    }
+    unsafe {
+        st(&mut (*cur).left, 0);
+        generated::bpf_loop(
+            n32 - 3,
+            head_end_step as *const () as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        );
+    }
+    let end = ld(unsafe { &(*cur).left });
+    (end > 0).then_some(end)
+}
+
+/// One position of the search for the end of a head ("\r\n\r\n") in the scratch record;
+/// a `bpf_loop` callback. The head length goes to CURSOR.left.
+#[inline(never)]
+extern "C" fn head_end_step(index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(s) = scratch() else { return 1 };
+    let Some(cur) = CURSOR.get_ptr_mut(0) else { return 1 };
+    let i = (index & (UPGRADE_HEAD_MAX - 1)) as usize;
+    let b = &s.data;
+    if b[i] == b'\r' && b[i + 1] == b'\n' && b[i + 2] == b'\r' && b[i + 3] == b'\n' {
+        st(unsafe { &mut (*cur).left }, i as u64 + 4);
+        return 1;
+    }
+    0
+}
+
 /// Bytes moved past the walk (sendfile, or no user buffer to read): it has lost its place.
 #[inline(always)]
 fn walk_lost(c: &mut Conn, dir: u8) {
@@ -679,7 +784,8 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
 /// Emit `total` bytes (the true transfer size) as records of at most CHUNK bytes; iovec
 /// segments are gathered into the same record, and the last record carries FLAG_LAST.
 /// Most transfers are captured as a prefix of `max_capture` bytes. A connection whose client
-/// began with the HTTP/2 preface is walked frame by frame instead: frame headers and
+/// began with the HTTP/2 preface, or switched to h2c by Upgrade ([`decide_walk`]), is walked
+/// frame by frame instead: frame headers and
 /// non-DATA payloads are copied wherever they are in the transfer, DATA payloads only
 /// within `max_capture` bytes. Skipped bytes are holes between records (`chunk_off` jumps),
 /// which userspace turns into known-length skips the HTTP/2 parser follows. The walk carries
@@ -690,18 +796,11 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
 fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64, hook: u8) {
     let d = (dir & 1) as usize;
     let from_client = if c.role == ROLE_SERVER { DIR_INGRESS } else { DIR_EGRESS };
-    let mut preface = false;
-    if WALK_H2 && dir == from_client && c.h2[d].state == H2_UNDECIDED {
-        // The client's first bytes decide, once per connection, whether it is walked.
-        preface = starts_with_preface(&src, total);
-        if preface {
-            stat(STAT_H2_WALKED);
-        }
-        let state = if preface { H2_WALK } else { H2_OFF };
-        c.h2 = [H2Walk {
-            state,
-            ..H2Walk::default()
-        }; 2];
+    // Bytes at the start of the transfer kept whole before its first frame header: the
+    // preface, or the head of the 101 that switched to h2c.
+    let mut lead = 0u64;
+    if WALK_H2 {
+        lead = decide_walk(c, dir, from_client, &src, total);
     }
     let walk = WALK_H2 && c.h2[d].state == H2_WALK;
     let Some(s) = scratch() else { return };
@@ -739,9 +838,9 @@ fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64,
         st(&mut cur.flen, total);
         st(&mut cur.copy, 0);
         st(&mut cur.have, 0);
-    } else if preface {
-        // The preface is copied as if it were a 24-byte frame; the first header follows.
-        st(&mut cur.flen, H2_PREFACE.len() as u64);
+    } else if lead > 0 {
+        // The lead is copied as if it were a frame payload; the first header follows.
+        st(&mut cur.flen, lead);
         st(&mut cur.copy, 1);
         st(&mut cur.have, 0);
     } else {

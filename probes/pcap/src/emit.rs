@@ -123,9 +123,9 @@ impl Emitter {
             return;
         };
         let w = self.walks.entry(open.meta.conn_id).or_default();
-        let (decided, lost) = (w.decided(), w.lost);
+        let (walked, lost) = (w.walked, w.lost);
         let kept = w.capture(&data, from_client(open.meta.role, open.direction), max);
-        self.walk_stats.walked_connections += u64::from(!decided && w.walking());
+        self.walk_stats.walked_connections += w.walked - walked;
         self.walk_stats.walks_lost += w.lost - lost;
         // As the eBPF source hands on a transfer with holes: each kept run with the length
         // up to the next one (the bytes between are known-length skips), an empty event

@@ -2,9 +2,10 @@
 //! the option sees what a live agent would (docs/ebpf.md, "HTTP/2 frame walk").
 //!
 //! A transfer is captured as a prefix of `max_capture_bytes` bytes, except on a connection
-//! whose client began with the HTTP/2 preface: there every frame header and non-DATA
-//! payload is kept wherever it lies in the transfer, and DATA payload only while the
-//! transfer's budget lasts; the frame in progress carries over to the next transfer. The
+//! whose client began with the HTTP/2 preface, or that switched to h2c by Upgrade (the
+//! server's first answer a 101): there every frame header and non-DATA payload is kept
+//! wherever it lies in the transfer, and DATA payload only while the transfer's budget
+//! lasts; the frame in progress carries over to the next transfer. The
 //! kernel's limits are mirrored: at most [`COPY_STEPS`] steps and [`copy_cap`] kept bytes
 //! per transfer, beyond which the walk is given up and the direction is captured as a
 //! prefix from then on (a step here is a frame header, a payload, or a 4 KiB record; the
@@ -23,6 +24,8 @@ fn copy_cap(budget: usize) -> usize {
 }
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// A 101's head is searched for its end this far (`UPGRADE_HEAD_MAX`).
+const UPGRADE_HEAD_MAX: usize = 256;
 const FRAME_HEADER: usize = 9;
 const DATA: u8 = 0;
 const PADDED: u8 = 0x8;
@@ -40,27 +43,31 @@ struct DirWalk {
     have: usize,
 }
 
+/// Where one direction stands (the kernel's `H2Walk::state`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum State {
+    /// The client has not sent a byte yet.
+    #[default]
+    Undecided,
+    /// The client began with HTTP/1: the server's first answer decides.
+    Upgrade,
+    Walk(DirWalk),
+    /// Captured as a prefix.
+    Off,
+}
+
 /// One connection's walk state.
 #[derive(Debug, Clone, Default)]
 pub struct ConnWalk {
-    decided: bool,
-    /// Per direction (index: client 0, server 1); `None`: captured as a prefix.
-    dirs: [Option<DirWalk>; 2],
-    /// Transfers whose walk was given up (the kernel's `h2_walks_lost`).
+    /// Per direction (index: client 0, server 1).
+    dirs: [State; 2],
+    /// Connections walked (0 or 1), and transfers whose walk was given up (the kernel's
+    /// `h2_walked_connections` and `h2_walks_lost`).
+    pub walked: u64,
     pub lost: u64,
 }
 
 impl ConnWalk {
-    /// The client's first transfer was seen.
-    pub fn decided(&self) -> bool {
-        self.decided
-    }
-
-    /// A direction is walked.
-    pub fn walking(&self) -> bool {
-        self.dirs.iter().any(Option::is_some)
-    }
-
     /// The ranges of `buf` (one transfer) that a live probe keeps, in order, adjacent
     /// ranges joined. `from_client`: `None` when the roles are unknown (never walked).
     pub fn capture(&mut self, buf: &[u8], from_client: Option<bool>, budget: usize) -> Vec<Range<usize>> {
@@ -69,21 +76,14 @@ impl ConnWalk {
             Some(false) => 1,
             None => return prefix(buf, budget),
         };
-        let mut preface = false;
-        if i == 0 && !self.decided {
-            // The client's first transfer decides, once.
-            self.decided = true;
-            preface = buf.starts_with(PREFACE);
-            let w = preface.then(DirWalk::default);
-            self.dirs = [w, w];
-        }
-        let Some(mut w) = self.dirs[i] else {
+        let lead = self.decide(i, buf);
+        let State::Walk(mut w) = self.dirs[i] else {
             return prefix(buf, budget);
         };
-        if preface {
-            // The preface is kept as if it were a 24-byte frame payload.
+        if lead > 0 {
+            // The preface or the 101's head is kept as if it were a frame payload.
             w = DirWalk {
-                left: PREFACE.len(),
+                left: lead,
                 keep: true,
                 ..w
             };
@@ -132,24 +132,71 @@ impl ConnWalk {
             };
             pos += n;
         }
-        self.dirs[i] = Some(w);
+        self.dirs[i] = State::Walk(w);
         kept.ranges
+    }
+
+    /// The kernel's `decide_walk`: the client's first bytes decide (the preface walks
+    /// both sides); after HTTP/1 the server's first answer does (a 101 walks its side from
+    /// the end of its head, and the client's from its preface). Returns the lead when a
+    /// walk starts with this transfer.
+    fn decide(&mut self, i: usize, buf: &[u8]) -> usize {
+        let walk = State::Walk(DirWalk::default());
+        match (i, self.dirs[i]) {
+            (0, State::Undecided) => {
+                if buf.starts_with(PREFACE) {
+                    self.walked = 1;
+                    self.dirs = [walk; 2];
+                    return PREFACE.len();
+                }
+                self.dirs = [State::Upgrade; 2];
+            }
+            (1, State::Upgrade) => match switching_head_len(buf) {
+                Some(n) => {
+                    self.walked = 1;
+                    self.dirs[1] = walk;
+                    return n;
+                }
+                None => self.dirs = [State::Off; 2],
+            },
+            (0, State::Upgrade) => match self.dirs[1] {
+                State::Walk(_) if buf.starts_with(PREFACE) => {
+                    self.dirs[0] = walk;
+                    return PREFACE.len();
+                }
+                State::Upgrade => {}
+                _ => self.dirs[0] = State::Off,
+            },
+            _ => {}
+        }
+        0
     }
 
     /// Bytes of direction `from_client` went by unseen (a gap): the walk lost its place.
     pub fn gap(&mut self, from_client: Option<bool>) {
         if let Some(i) = from_client.map(|c| usize::from(!c))
-            && self.dirs[i].take().is_some()
+            && matches!(self.dirs[i], State::Walk(_))
         {
+            self.dirs[i] = State::Off;
             self.lost += 1;
         }
     }
 
     fn give_up(&mut self, i: usize, kept: Kept) -> Vec<Range<usize>> {
-        self.dirs[i] = None;
+        self.dirs[i] = State::Off;
         self.lost += 1;
         kept.ranges
     }
+}
+
+/// The length of a "HTTP/1.1 101 " head at the start of `buf`, when it ends within
+/// UPGRADE_HEAD_MAX bytes.
+fn switching_head_len(buf: &[u8]) -> Option<usize> {
+    if buf.len() < 16 || !buf.starts_with(b"HTTP/1.1 101 ") {
+        return None;
+    }
+    let head = &buf[..buf.len().min(UPGRADE_HEAD_MAX)];
+    head.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
 fn prefix(buf: &[u8], budget: usize) -> Vec<Range<usize>> {
@@ -190,9 +237,10 @@ mod tests {
         let mut w = ConnWalk::default();
         let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".repeat(10);
         assert_eq!(w.capture(&req, Some(true), 16), [0..16]);
-        assert_eq!(w.capture(&[7; 100], Some(false), 16), [0..16]);
-        // Decided once: a later preface does not start a walk.
+        assert_eq!(w.capture(&[7; 100], Some(false), 16), [0..16], "not a 101");
+        // Decided: a later preface does not start a walk.
         assert_eq!(w.capture(PREFACE, Some(true), 8), [0..8]);
+        assert_eq!(w.walked, 0);
         assert_eq!(ConnWalk::default().capture(PREFACE, None, 8), [0..8], "roles unknown");
     }
 
@@ -240,6 +288,41 @@ mod tests {
         );
         assert_eq!(w.capture(t3, Some(false), 12), [0..t3.len()]);
         assert_eq!(w.lost, 0);
+    }
+
+    #[test]
+    fn an_h2c_upgrade_is_walked_from_the_end_of_the_101() {
+        let mut w = ConnWalk::default();
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\r\n";
+        assert_eq!(w.capture(req, Some(true), 16), [0..16]);
+        // The 101, the server's SETTINGS and stream 1's answer in one transfer.
+        let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n";
+        let out = [
+            head.to_vec(),
+            frame(4, 0, 0, &[]),
+            frame(1, 4, 1, &[0x88]),
+            frame(0, 1, 1, &[b'x'; 100]),
+        ]
+        .concat();
+        let data_at = head.len() + 9 + 10;
+        assert_eq!(
+            w.capture(&out, Some(false), 16),
+            [0..data_at + 9],
+            "the head, SETTINGS and HEADERS kept whole, DATA beyond the budget skipped"
+        );
+        assert_eq!(w.walked, 1);
+        // The client's preface, then a request on stream 3.
+        let client = [PREFACE.to_vec(), frame(4, 0, 0, &[]), frame(1, 5, 3, &[0x82; 20])].concat();
+        assert_eq!(w.capture(&client, Some(true), 16), [0..client.len()]);
+        // Without a 101, both sides stay prefixes.
+        let mut h1 = ConnWalk::default();
+        h1.capture(req, Some(true), 16);
+        assert_eq!(
+            h1.capture(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", Some(false), 16),
+            [0..16]
+        );
+        assert_eq!(h1.capture(&client, Some(true), 16), [0..16]);
+        assert_eq!(h1.walked, 0);
     }
 
     #[test]

@@ -196,11 +196,11 @@ fn non_http_gives_no_records() {
 /// streams answered in the same write, and the dynamic table with them.)
 #[test]
 fn http2_with_a_small_capture_limit_is_walked_frame_by_frame() {
-    let limits = perisco_pcap::Limits {
-        max_capture_bytes: Some(32),
-        ..perisco_pcap::Limits::default()
-    };
-    for name in ["h2c-nghttp", "grpc"] {
+    for (name, max) in [("h2c-nghttp", 32), ("h2c-upgrade", 256), ("grpc", 32)] {
+        let limits = perisco_pcap::Limits {
+            max_capture_bytes: Some(max),
+            ..perisco_pcap::Limits::default()
+        };
         let (_, pcap) = perisco_pcap::read_file(&fixtures().join(format!("{name}.pcapng")), limits).unwrap();
         assert!(
             pcap.h2_walked_connections > 0 && pcap.h2_walks_lost == 0,
