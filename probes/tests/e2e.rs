@@ -329,13 +329,18 @@ fn apache_under_h2load_every_exchange_is_recorded_once() {
     // HTTP/1.1 keep-alive.
     h2load(&["--h1", "-n", "200", "-c", "4"], &["/", "/missing"]);
     // h2c by Upgrade: the first request is HTTP/1.1, answered on stream 1 after the 101,
-    // then 149 more multiplexed on the connection.
-    let mut nghttp = Command::new("nghttp");
-    nghttp
-        .args(["-nu", "-m", "50"])
-        .args(["/", "/big.txt", "/missing"].iter().map(|p| url(p)));
-    run_ok(&mut nghttp);
-    let want = 1050;
+    // then 149 more multiplexed on the connection. Only where the walk runs: with prefix
+    // captures 90 streams in flight can lose a response's HEADERS frame whole.
+    let walked = walks_http2();
+    let mut want = 900;
+    if walked {
+        let mut nghttp = Command::new("nghttp");
+        nghttp
+            .args(["-nu", "-m", "50"])
+            .args(["/", "/big.txt", "/missing"].iter().map(|p| url(p)));
+        run_ok(&mut nghttp);
+        want += 150;
+    }
 
     let records = agent.settle_and_stop(want);
     httpd.signal("TERM");
@@ -376,7 +381,6 @@ fn apache_under_h2load_every_exchange_is_recorded_once() {
     );
     assert_eq!(seen, logged, "(protocol, url, status) → records, against Apache's log");
     let big_len = (BIG_LINES * 25).to_string();
-    let walked = walks_http2();
     for r in &records {
         assert_eq!(field(r, "/comm"), "apache2", "{r}");
         assert_eq!(field(r, "/l7/request/http/method"), "GET", "{r}");
