@@ -572,8 +572,11 @@ fn first_bytes(src: &Src, total: u64) -> Option<(u64, u64)> {
 #[inline(always)]
 fn switching_head_len(src: &Src, total: u64) -> Option<u64> {
     let (addr, avail) = first_bytes(src, total)?;
+    if avail < 16 {
+        return None;
+    }
     let start = unsafe { bpf_probe_read_user(addr as *const [u8; 16]) }.ok()?;
-    if avail < 16 || start[..13] != *b"HTTP/1.1 101 " {
+    if start[..13] != *b"HTTP/1.1 101 " {
         return None;
     }
     let s = scratch()?;
