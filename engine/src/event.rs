@@ -106,6 +106,17 @@ pub enum Role {
     Unknown,
 }
 
+impl Role {
+    /// The direction (relative to the capturing socket) of the client's bytes, when known.
+    pub fn client_direction(self) -> Option<Direction> {
+        match self {
+            Role::Server => Some(Direction::Ingress),
+            Role::Client => Some(Direction::Egress),
+            Role::Unknown => None,
+        }
+    }
+}
+
 /// Direction of bytes relative to the local socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -77,7 +77,7 @@ impl Metrics {
             ),
             h2_walked: r.counter(
                 "perisco_ebpf_h2_walked_connections_total",
-                "Connections that began with the HTTP/2 preface, walked frame by frame so that every header block is captured.",
+                "HTTP/2 connections (prior knowledge or h2c Upgrade) walked frame by frame so that every header block is captured.",
                 l,
             ),
             h2_walks_lost: r.counter(

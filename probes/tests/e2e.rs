@@ -9,11 +9,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{PY, grpc_echo_server};
 use perisco_probes::loader::walks_http2;
 use perisco_testutil::{ChildGuard, Need, free_port, perisco_bin, require, wait_for_port};
 use serde_json::Value;
-
-const PY: &str = "/usr/bin/python3";
 
 fn up(port: u16) {
     assert!(
@@ -154,7 +153,6 @@ fn every_exchange_is_recorded_once_by_the_perisco_binary() {
     std::fs::create_dir_all(d.join("py")).unwrap();
     std::fs::write(d.join("py/a.txt"), b"alpha\n").unwrap();
     std::fs::write(d.join("index.txt"), b"h2c body\n").unwrap();
-    std::fs::write(d.join("grpc_echo.py"), GRPC).unwrap();
     let (py_port, nginx_port, h2_port, grpc_port, quiet_port) =
         (free_port(), free_port(), free_port(), free_port(), free_port());
     let agent = Agent::start(&bin, d, &[py_port, nginx_port, h2_port, grpc_port]);
@@ -181,13 +179,7 @@ fn every_exchange_is_recorded_once_by_the_perisco_binary() {
             .stdout(Stdio::null()),
     )
     .unwrap();
-    let grpc = ChildGuard::spawn(
-        Command::new(PY)
-            .arg(d.join("grpc_echo.py"))
-            .arg("serve")
-            .arg(grpc_port.to_string()),
-    )
-    .unwrap();
+    let (grpc_echo, grpc) = grpc_echo_server(d, grpc_port);
     // Traffic on a port outside `ports`: must not appear.
     let _quiet = ChildGuard::spawn(
         Command::new(PY)
@@ -209,12 +201,7 @@ fn every_exchange_is_recorded_once_by_the_perisco_binary() {
     curl(format!("http://127.0.0.1:{quiet_port}/a.txt?quiet"));
     run_ok(Command::new("nghttp").arg(format!("http://127.0.0.1:{h2_port}/index.txt")));
     assert_eq!(
-        run_ok(
-            Command::new(PY)
-                .arg(d.join("grpc_echo.py"))
-                .arg("call")
-                .arg(grpc_port.to_string())
-        ),
+        run_ok(Command::new(PY).arg(&grpc_echo).arg("call").arg(grpc_port.to_string())),
         b"echo:hello\n"
     );
 
@@ -419,46 +406,6 @@ fn apache_under_h2load_every_exchange_is_recorded_once() {
     }
 }
 
-/// A python grpcio server of `test.Echo/Say` ("fail" → NOT_FOUND, a number → that many
-/// bytes, anything else echoed) and its clients: `call` (one call), `load` (8 threads × 100
-/// calls on one channel; prints how many succeeded and how many failed).
-const GRPC: &str = r#"
-import sys, grpc, threading
-from concurrent import futures
-if sys.argv[1] == "serve":
-    def say(req, ctx):
-        if req == b"fail":
-            ctx.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
-        return b"x" * int(req) if req.isdigit() else b"echo:" + req
-    h = grpc.method_handlers_generic_handler("test.Echo", {"Say": grpc.unary_unary_rpc_method_handler(say)})
-    s = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    s.add_generic_rpc_handlers((h,))
-    s.add_insecure_port("127.0.0.1:" + sys.argv[2])
-    s.start()
-    s.wait_for_termination()
-elif sys.argv[1] == "call":
-    with grpc.insecure_channel("127.0.0.1:" + sys.argv[2]) as ch:
-        print(ch.unary_unary("/test.Echo/Say")(b"hello", timeout=10).decode())
-else:
-    f = grpc.insecure_channel("127.0.0.1:" + sys.argv[2]).unary_unary("/test.Echo/Say")
-    ok = nf = 0
-    lock = threading.Lock()
-    def worker(n):
-        global ok, nf
-        for i in range(n):
-            req = b"fail" if i % 5 == 0 else str([100, 3000, 50000][i % 3]).encode()
-            try:
-                f(req, timeout=20)
-                with lock: ok += 1
-            except grpc.RpcError as e:
-                assert e.code() == grpc.StatusCode.NOT_FOUND, e
-                with lock: nf += 1
-    ts = [threading.Thread(target=worker, args=(100,)) for _ in range(8)]
-    [t.start() for t in ts]
-    [t.join() for t in ts]
-    print(ok, nf)
-"#;
-
 /// grpcio under load: 8 threads share one channel (one HTTP/2 connection), so responses of up
 /// to 50 KB are multiplexed into long writes, and grpc-core indexes `grpc-status` in HPACK.
 /// Every call must be recorded once with its service, method and status — which needs every
@@ -473,27 +420,10 @@ fn grpc_calls_multiplexed_on_one_channel_each_have_their_status() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("grpc_echo.py"), GRPC).unwrap();
     let port = free_port();
     let agent = Agent::start(&bin, d, &[port]);
-    let server = ChildGuard::spawn(
-        Command::new(PY)
-            .arg(d.join("grpc_echo.py"))
-            .arg("serve")
-            .arg(port.to_string())
-            .stdout(Stdio::null()),
-    )
-    .unwrap();
-    assert!(wait_for_port(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        Duration::from_secs(20)
-    ));
-    let out = run_ok(
-        Command::new(PY)
-            .arg(d.join("grpc_echo.py"))
-            .arg("load")
-            .arg(port.to_string()),
-    );
+    let (grpc_echo, server) = grpc_echo_server(d, port);
+    let out = run_ok(Command::new(PY).arg(&grpc_echo).arg("load").arg(port.to_string()));
     let out = String::from_utf8_lossy(&out);
     let mut counts = out.split_whitespace().map(|n| n.parse::<usize>().unwrap());
     let (ok, not_found) = (counts.next().unwrap(), counts.next().unwrap());

@@ -14,8 +14,6 @@ use perisco_probes::loader::Probe;
 use perisco_probes::{EbpfSocketConfig, Hook};
 use perisco_testutil::{ChildGuard, Need, free_port, require, wait_for_port};
 
-const PY: &str = "/usr/bin/python3";
-
 fn python_http_server(dir: &Path, bind: &str, port: u16) -> ChildGuard {
     let child = ChildGuard::spawn(
         Command::new(PY)
@@ -468,21 +466,12 @@ fn grpc_and_h2c_servers_are_captured() {
         b"served over h2c\n"
     );
 
-    let script = dir.path().join("grpc_echo.py");
-    std::fs::write(&script, GRPC_ECHO).unwrap();
-    let grpc = ChildGuard::spawn(
-        Command::new(PY)
-            .arg(&script)
-            .arg("serve")
-            .arg(grpc_port.to_string())
-            .stdout(Stdio::null()),
-    )
-    .unwrap();
-    assert!(wait_for_port(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, grpc_port)),
-        Duration::from_secs(20)
-    ));
-    let reply = run(Command::new(PY).arg(&script).arg("call").arg(grpc_port.to_string()));
+    let (script, grpc) = grpc_echo_server(dir.path(), grpc_port);
+    let reply = run(Command::new(PY)
+        .arg(&script)
+        .arg("call")
+        .arg(grpc_port.to_string())
+        .arg("ping-from-client-42"));
     assert_eq!(reply, b"echo:ping-from-client-42\n");
     cap.wait_for("grpc reply captured", |ev| {
         ev.iter().any(|e| contains(&e.data, b"echo:ping-from-client-42"))
@@ -523,25 +512,6 @@ fn grpc_and_h2c_servers_are_captured() {
 }
 
 /// A gRPC echo server/client with raw-bytes (de)serialisers: no generated code needed.
-const GRPC_ECHO: &str = r#"
-import sys, grpc
-from concurrent import futures
-METHOD = "/test.Echo/Say"
-def say(req, ctx):
-    return b"echo:" + req
-if sys.argv[1] == "serve":
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    handler = grpc.method_handlers_generic_handler("test.Echo", {
-        "Say": grpc.unary_unary_rpc_method_handler(say, request_deserializer=None, response_serializer=None)})
-    server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port("127.0.0.1:" + sys.argv[2])
-    server.start()
-    server.wait_for_termination()
-else:
-    with grpc.insecure_channel("127.0.0.1:" + sys.argv[2]) as ch:
-        call = ch.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
-        print(call(b"ping-from-client-42", timeout=10).decode())
-"#;
 
 #[test]
 fn hook_selection_falls_back_to_tracepoints_with_a_reason() {

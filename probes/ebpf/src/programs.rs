@@ -493,16 +493,9 @@ fn st(p: *mut u64, v: u64) {
 /// Does the transfer begin with the HTTP/2 client preface? (Read from its first segment.)
 #[inline(always)]
 fn starts_with_preface(src: &Src, total: u64) -> bool {
-    if total < H2_PREFACE.len() as u64 {
-        return false;
-    }
-    let addr = if src.nsegs == 0 {
-        src.ptr
-    } else {
-        match read_iovec(src, 0) {
-            Some((b, l)) if l >= src.skip + H2_PREFACE.len() as u64 => b + src.skip,
-            _ => return false,
-        }
+    let addr = match first_bytes(src, total) {
+        Some((a, avail)) if avail >= H2_PREFACE.len() as u64 => a,
+        _ => return false,
     };
     match unsafe { bpf_probe_read_user(addr as *const [u8; 24]) } {
         Ok(b) => b == H2_PREFACE,

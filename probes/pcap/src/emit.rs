@@ -179,9 +179,5 @@ impl Emitter {
 
 /// Whether `direction` carries the client's bytes; `None` when the roles are unknown.
 fn from_client(role: Role, direction: Direction) -> Option<bool> {
-    match role {
-        Role::Server => Some(direction == Direction::Ingress),
-        Role::Client => Some(direction == Direction::Egress),
-        Role::Unknown => None,
-    }
+    role.client_direction().map(|d| d == direction)
 }

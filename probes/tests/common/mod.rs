@@ -262,3 +262,70 @@ pub fn closed_data_conns(ev: &[SocketData]) -> usize {
         .filter(|e| e.kind == K::Close && data.contains(&e.conn_id))
         .count()
 }
+
+pub const PY: &str = "/usr/bin/python3";
+
+/// A python grpcio server of `test.Echo/Say` ("fail" → NOT_FOUND, a number → that many
+/// bytes, anything else echoed) and its clients: `call PORT [MESSAGE]` (one call, "hello"
+/// by default; prints the reply), `load PORT` (8 threads × 100 calls on one channel; prints
+/// how many succeeded and how many failed).
+pub const GRPC_ECHO: &str = r#"
+import sys, grpc, threading
+from concurrent import futures
+if sys.argv[1] == "serve":
+    def say(req, ctx):
+        if req == b"fail":
+            ctx.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+        return b"x" * int(req) if req.isdigit() else b"echo:" + req
+    h = grpc.method_handlers_generic_handler("test.Echo", {"Say": grpc.unary_unary_rpc_method_handler(say)})
+    s = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    s.add_generic_rpc_handlers((h,))
+    s.add_insecure_port("127.0.0.1:" + sys.argv[2])
+    s.start()
+    s.wait_for_termination()
+elif sys.argv[1] == "call":
+    msg = sys.argv[3].encode() if len(sys.argv) > 3 else b"hello"
+    with grpc.insecure_channel("127.0.0.1:" + sys.argv[2]) as ch:
+        print(ch.unary_unary("/test.Echo/Say")(msg, timeout=10).decode())
+else:
+    f = grpc.insecure_channel("127.0.0.1:" + sys.argv[2]).unary_unary("/test.Echo/Say")
+    ok = nf = 0
+    lock = threading.Lock()
+    def worker(n):
+        global ok, nf
+        for i in range(n):
+            req = b"fail" if i % 5 == 0 else str([100, 3000, 50000][i % 3]).encode()
+            try:
+                f(req, timeout=20)
+                with lock: ok += 1
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.NOT_FOUND, e
+                with lock: nf += 1
+    ts = [threading.Thread(target=worker, args=(100,)) for _ in range(8)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    print(ok, nf)
+"#;
+
+/// [`GRPC_ECHO`] written into `dir` and its server started on `port` (and up): the script,
+/// for the clients, and the server.
+pub fn grpc_echo_server(dir: &std::path::Path, port: u16) -> (std::path::PathBuf, perisco_testutil::ChildGuard) {
+    let script = dir.join("grpc_echo.py");
+    std::fs::write(&script, GRPC_ECHO).unwrap();
+    let server = perisco_testutil::ChildGuard::spawn(
+        std::process::Command::new(PY)
+            .arg(&script)
+            .arg("serve")
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null()),
+    )
+    .unwrap();
+    assert!(
+        perisco_testutil::wait_for_port(
+            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
+            Duration::from_secs(20)
+        ),
+        "gRPC echo server on port {port}"
+    );
+    (script, server)
+}

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use perisco_engine::event::{ConnInfo, Direction, HttpRequest, HttpResponse, L7Body, L7Message, Role, SocketData};
+use perisco_engine::event::{ConnInfo, Direction, HttpRequest, HttpResponse, L7Body, L7Message, SocketData};
 use perisco_h2::{Http2Conn, Http2Options, Side};
 
 use crate::http1::{self, Flow, Head, Http1Conn, Http1Limits, Http1Message, Looks, Next};
@@ -90,14 +90,9 @@ enum Detected {
 
 impl Conn {
     pub(crate) fn new(ev: &SocketData) -> Self {
-        let client_dir = match ev.role {
-            Role::Server => Some(Direction::Ingress),
-            Role::Client => Some(Direction::Egress),
-            Role::Unknown => None,
-        };
         Conn {
             info: None,
-            client_dir,
+            client_dir: ev.role.client_direction(),
             proto: Proto::Detect(None),
             emitted: false,
         }
