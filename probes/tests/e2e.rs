@@ -470,6 +470,40 @@ fn grpc_calls_multiplexed_on_one_channel_each_have_their_status() {
     if walked {
         let want = std::collections::BTreeMap::from([("0".to_string(), ok), ("5".to_string(), not_found)]);
         assert_eq!(statuses, want, "grpc-status of every call, as the client saw them");
+        // Message counts and sizes too, each response's prefix being kept past the capture
+        // limit: (status, request messages/bytes, response messages/bytes) per call, as
+        // GRPC_ECHO's load makes them (a request names the response size; "fail" fails).
+        let mut want = std::collections::BTreeMap::<String, usize>::new();
+        for i in 0..100 {
+            let (req, resp) = match i % 5 {
+                0 => ("fail".to_string(), None),
+                _ => {
+                    let n = [100, 3000, 50000][i % 3];
+                    (n.to_string(), Some(n))
+                }
+            };
+            let (status, msgs, bytes) = resp.map_or((5, 0, 0), |n| (0, 1, n));
+            *want
+                .entry(format!("{status} 1 {} {msgs} {bytes}", req.len()))
+                .or_default() += 8;
+        }
+        let mut got = std::collections::BTreeMap::<String, usize>::new();
+        for r in &records {
+            let g = |k: &str| {
+                r.pointer(&format!("/l7/grpc/{k}"))
+                    .map_or("-".to_string(), |v| v.to_string())
+            };
+            let key = [
+                "status",
+                "requestMessages",
+                "requestBytes",
+                "responseMessages",
+                "responseBytes",
+            ]
+            .map(g);
+            *got.entry(key.join(" ")).or_default() += 1;
+        }
+        assert_eq!(got, want, "gRPC message counts and sizes of every call");
     } else {
         eprintln!("no HTTP/2 frame walk (kernel < 5.17, or PERISCO_EBPF_PREFIX_ONLY=1): statuses {statuses:?}");
     }

@@ -232,7 +232,8 @@ pub const UPGRADE_HEAD_MAX: u64 = 256;
 
 /// Where one direction of an HTTP/2 connection stands between two transfers. On a walked
 /// connection every frame header and every non-DATA payload is copied whatever its place
-/// in the transfer, and DATA payloads only within `max_capture` bytes per transfer: the
+/// in the transfer, and DATA payloads within `max_capture` bytes per transfer (past them,
+/// each payload's first [`DATA_HEAD`] bytes): the
 /// HPACK state userspace decodes with never misses a header block behind a large body.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -247,7 +248,9 @@ pub struct H2Walk {
     pub state: u8,
     /// 1 = the current frame's payload is copied in full (anything but DATA, or padded DATA).
     pub copy: u8,
-    pub _pad: u8,
+    /// Bytes of the current DATA payload's head still copied past the budget (of
+    /// [`DATA_HEAD`]).
+    pub dhead: u8,
 }
 
 /// Steps one transfer may take in `bpf_loop` (a step is part of a frame header, or one copy
@@ -258,6 +261,10 @@ pub const COPY_STEPS: u32 = 1024;
 pub const H2_MAX_IOV: u64 = 1024;
 /// Most bytes copied from one walked transfer (header blocks beyond this lose the walk).
 pub const H2_COPY_CAP: u64 = 2 * MAX_CAPTURE as u64;
+/// Bytes at the start of every DATA payload a walk copies even when the transfer's budget
+/// is spent: a gRPC message's length prefix (flag + 4-byte length), so message counts stay
+/// exact when each message starts a DATA frame, however far into a write it is.
+pub const DATA_HEAD: u64 = 5;
 /// The HTTP/2 client connection preface.
 pub const H2_PREFACE: [u8; 24] = *b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

@@ -465,6 +465,7 @@ struct Cursor {
     flen: u64,
     copy: u64,
     have: u64,
+    dhead: u64,
     /// The frame header being read; room for a copy of up to 9 bytes at any `have` < 16.
     hdr: [u8; 32],
     // The transfer and its settings.
@@ -693,14 +694,18 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
             n = flen;
         }
         if ld(&cur.copy) == 0 {
-            // DATA: copied while this transfer's budget lasts, skipped after.
-            if copied >= budget {
+            // DATA: copied while this transfer's budget lasts, and past it the payload's
+            // first DATA_HEAD bytes (a walk only); skipped otherwise.
+            let room = if copied < budget { budget - copied } else { 0 };
+            let dhead = ld(&cur.dhead);
+            let allow = if room > dhead { room } else { dhead };
+            if allow == 0 {
                 if !walk {
                     return STOP;
                 }
                 keep = false;
-            } else if n > budget - copied {
-                n = budget - copied;
+            } else if n > allow {
+                n = allow;
             }
         }
     } else {
@@ -721,6 +726,8 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
     // `n` is final here: what this step moves past.
     if flen > 0 {
         st(&mut cur.flen, flen - n);
+        let dhead = ld(&cur.dhead);
+        st(&mut cur.dhead, if n < dhead { dhead - n } else { 0 });
     }
     if keep {
         let n32 = if n > CHUNK as u64 { CHUNK as u32 } else { n as u32 };
@@ -747,6 +754,14 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
                 st(&mut cur.flen, len);
                 st(&mut cur.copy, copy as u64);
                 st(&mut cur.have, 0);
+                let dhead = if copy {
+                    0
+                } else if len < DATA_HEAD {
+                    len
+                } else {
+                    DATA_HEAD
+                };
+                st(&mut cur.dhead, dhead);
             } else {
                 st(&mut cur.have, have + n);
             }
@@ -782,8 +797,8 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
 /// Most transfers are captured as a prefix of `max_capture` bytes. A connection whose client
 /// began with the HTTP/2 preface, or switched to h2c by Upgrade ([`decide_walk`]), is walked
 /// frame by frame instead: frame headers and
-/// non-DATA payloads are copied wherever they are in the transfer, DATA payloads only
-/// within `max_capture` bytes. Skipped bytes are holes between records (`chunk_off` jumps),
+/// non-DATA payloads are copied wherever they are in the transfer, DATA payloads within
+/// `max_capture` bytes and past them each payload's first DATA_HEAD bytes. Skipped bytes are holes between records (`chunk_off` jumps),
 /// which userspace turns into known-length skips the HTTP/2 parser follows. The walk carries
 /// over between transfers in `c.h2[dir]`; when it cannot finish a transfer (COPY_STEPS,
 /// H2_COPY_CAP, a failed read, a full ring) it is given up (H2_OFF) and the direction is
@@ -834,15 +849,18 @@ fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64,
         st(&mut cur.flen, total);
         st(&mut cur.copy, 0);
         st(&mut cur.have, 0);
+        st(&mut cur.dhead, 0);
     } else if lead > 0 {
         // The lead is copied as if it were a frame payload; the first header follows.
         st(&mut cur.flen, lead);
         st(&mut cur.copy, 1);
         st(&mut cur.have, 0);
+        st(&mut cur.dhead, 0);
     } else {
         st(&mut cur.flen, w.flen as u64);
         st(&mut cur.copy, w.copy as u64);
         st(&mut cur.have, w.have as u64);
+        st(&mut cur.dhead, w.dhead as u64);
         cur.hdr[..16].copy_from_slice(&w.hdr);
     }
 
@@ -898,6 +916,7 @@ fn capture(sk: u64, c: &mut Conn, stg: &Settings, dir: u8, src: Src, total: u64,
         have: ld(&cur.have) as u8,
         state: H2_WALK,
         copy: ld(&cur.copy) as u8,
+        dhead: ld(&cur.dhead) as u8,
         ..H2Walk::default()
     };
     w.hdr.copy_from_slice(&cur.hdr[..16]);

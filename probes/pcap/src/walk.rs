@@ -4,8 +4,9 @@
 //! A transfer is captured as a prefix of `max_capture_bytes` bytes, except on a connection
 //! whose client began with the HTTP/2 preface, or that switched to h2c by Upgrade (the
 //! server's first answer a 101): there every frame header and non-DATA payload is kept
-//! wherever it lies in the transfer, and DATA payload only while the transfer's budget
-//! lasts; the frame in progress carries over to the next transfer. The
+//! wherever it lies in the transfer, and DATA payload while the transfer's budget lasts
+//! and past it each payload's first [`DATA_HEAD`] bytes (a gRPC length prefix); the frame
+//! in progress carries over to the next transfer. The
 //! kernel's limits are mirrored: at most [`COPY_STEPS`] steps and [`copy_cap`] kept bytes
 //! per transfer, beyond which the walk is given up and the direction is captured as a
 //! prefix from then on (a step here is a frame header, a payload, or a 4 KiB record; the
@@ -27,6 +28,8 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// A 101's head is searched for its end this far (`UPGRADE_HEAD_MAX`).
 const UPGRADE_HEAD_MAX: usize = 256;
 const FRAME_HEADER: usize = 9;
+/// Bytes of every DATA payload kept past the budget (`DATA_HEAD`: a gRPC length prefix).
+const DATA_HEAD: usize = 5;
 const DATA: u8 = 0;
 const PADDED: u8 = 0x8;
 
@@ -38,6 +41,8 @@ struct DirWalk {
     /// The current payload is kept whole (not DATA, or padded DATA: the parser needs its
     /// pad length).
     keep: bool,
+    /// Bytes of the current DATA payload's head still kept past the budget.
+    head: usize,
     /// A frame header split across transfers.
     hdr: [u8; FRAME_HEADER],
     have: usize,
@@ -109,21 +114,24 @@ impl ConnWalk {
                     let h = w.hdr;
                     w.left = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
                     w.keep = h[3] != DATA || h[4] & PADDED != 0;
+                    w.head = if w.keep { 0 } else { w.left.min(DATA_HEAD) };
                     w.have = 0;
                 }
                 n
-            } else if w.keep || kept.bytes < budget {
-                // A kept payload, or DATA while the budget lasts; a record holds 4 KiB.
+            } else if w.keep || kept.bytes < budget || w.head > 0 {
+                // A kept payload, or DATA while the budget lasts or its head past it; a
+                // record holds 4 KiB.
                 let room = CHUNK - kept.bytes % CHUNK;
                 let mut n = w.left.min(rest).min(room);
                 if !w.keep {
-                    n = n.min(budget - kept.bytes);
+                    n = n.min(budget.saturating_sub(kept.bytes).max(w.head));
                 }
                 if kept.bytes + n > cap {
                     return self.give_up(i, kept);
                 }
                 kept.add(pos..pos + n);
                 w.left -= n;
+                w.head = w.head.saturating_sub(n);
                 n
             } else {
                 let n = w.left.min(rest);
@@ -271,6 +279,35 @@ mod tests {
     }
 
     #[test]
+    fn every_data_payload_keeps_its_head_past_the_budget() {
+        let mut w = ConnWalk::default();
+        w.capture(PREFACE, Some(true), 16);
+        // Three gRPC responses in one write: HEADERS, DATA (a 5-byte prefix and the
+        // message); the budget is spent by the first.
+        let message = |n: usize| [vec![0, 0, 0, 0, n as u8], vec![b'm'; n]].concat();
+        let mut out = Vec::new();
+        let mut want = Vec::new();
+        for (stream, n) in [(1, 200), (3, 2), (5, 100)] {
+            let h = frame(1, 4, stream, &[0x88; 4]);
+            let d = frame(0, 1, stream, &message(n));
+            let at = out.len();
+            // The HEADERS and the DATA header whole, then DATA_HEAD bytes of the payload.
+            want.push(at..at + h.len() + 9 + DATA_HEAD);
+            out.extend(h);
+            out.extend(d);
+        }
+        assert_eq!(w.capture(&out, Some(false), 16), want);
+        // A 2-byte DATA payload is kept whole; a frame's head is kept once, not per step.
+        let tiny = frame(0, 0, 7, &[1, 2]);
+        assert_eq!(w.capture(&tiny, Some(false), 1), [0..tiny.len()]);
+        let mut big = frame(0, 0, 9, &[7; 300]);
+        let tail = big.split_off(100);
+        assert_eq!(w.capture(&big, Some(false), 1), [0..9 + DATA_HEAD]);
+        assert_eq!(w.capture(&tail, Some(false), 1), [0..1], "the budget only");
+        assert_eq!(w.lost, 0);
+    }
+
+    #[test]
     fn a_frame_and_its_header_carry_over_between_transfers() {
         let mut w = ConnWalk::default();
         w.capture(PREFACE, Some(true), 16);
@@ -280,7 +317,11 @@ mod tests {
         // bytes and 4 bytes of the next header; transfer 3: the rest of that header.
         let all = [d.clone(), h.clone()].concat();
         let (t1, t2, t3) = (&all[..19], &all[19..63], &all[63..]);
-        assert_eq!(w.capture(t1, Some(false), 12), [0..12]);
+        assert_eq!(
+            w.capture(t1, Some(false), 12),
+            [0..14],
+            "the header, and the payload's head past the 12-byte budget"
+        );
         assert_eq!(
             w.capture(t2, Some(false), 12),
             [0..12, 40..44],
@@ -307,8 +348,8 @@ mod tests {
         let data_at = head.len() + 9 + 10;
         assert_eq!(
             w.capture(&out, Some(false), 16),
-            [0..data_at + 9],
-            "the head, SETTINGS and HEADERS kept whole, DATA beyond the budget skipped"
+            [0..data_at + 9 + DATA_HEAD],
+            "the head, SETTINGS and HEADERS kept whole, DATA beyond the budget skipped but its head"
         );
         assert_eq!(w.walked, 1);
         // The client's preface, then a request on stream 3.

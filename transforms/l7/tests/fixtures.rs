@@ -212,6 +212,19 @@ fn http2_with_a_small_capture_limit_is_walked_frame_by_frame() {
         got.sort();
         want.sort();
         assert_eq!(got, want, "{name} (parse stats: {stats:?})");
+        // gRPC message counts and sizes as in the whole capture: the walk keeps each DATA
+        // payload's first bytes (a message's length prefix) past the budget.
+        let grpc_counts = |recs: &[Record]| {
+            let mut v: Vec<String> = recs
+                .iter()
+                .filter_map(|r| Some(format!("{} {:?}", key_of(r), r.l7.grpc.as_ref()?)))
+                .collect();
+            v.sort();
+            v
+        };
+        let whole = grpc_counts(&records(name, &ParseConfig::default()).0);
+        assert_eq!(grpc_counts(&recs), whole, "{name}");
+        assert!(name != "grpc" || whole.iter().all(|g| g.contains("response_messages: Some(")));
         for r in &recs {
             assert!(
                 r.incomplete.is_empty(),
