@@ -82,7 +82,9 @@ pub struct Http2Stats {
     pub informational: u64,
     pub resets: u64,
     pub goaways: u64,
+    /// PUSH_PROMISEs: each is the request of the pushed exchange on its promised stream.
     pub push_promises: u64,
+    /// Responses on server-initiated streams whose PUSH_PROMISE was not seen.
     pub pushed_responses: u64,
     pub streams_evicted: u64,
     pub data_without_headers: u64,

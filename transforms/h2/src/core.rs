@@ -38,10 +38,14 @@ impl Hasher for IdHasher {
 pub struct PendingBlock {
     pub stream: u32,
     pub end_stream: bool,
-    pub push: bool,
+    pub push: Push,
     pub ts: u64,
     pub buf: Vec<u8>,
 }
+
+/// Whether a header block is a PUSH_PROMISE, and the stream it promises (None when not
+/// captured).
+pub type Push = Option<Option<u32>>;
 
 #[derive(Debug, Default)]
 pub struct Stream {
@@ -124,13 +128,13 @@ impl Core {
                     self.stats.frame_errors += 1;
                     return;
                 };
-                let push = h.kind == frame::PUSH_PROMISE;
+                let push = push_of(h, payload);
                 if h.has(frame::END_HEADERS) {
                     self.block(side, h.stream, h.has(frame::END_STREAM), push, ts, frag, false, out);
                 } else {
                     self.pending[i] = Some(Box::new(PendingBlock {
                         stream: h.stream,
-                        end_stream: h.has(frame::END_STREAM) && !push,
+                        end_stream: h.has(frame::END_STREAM) && push.is_none(),
                         push,
                         ts,
                         buf: frag.to_vec(),
@@ -205,8 +209,8 @@ impl Core {
                 }
                 // Only the fragment part of what was captured: padding is at the end.
                 let frag = fragment(h, partial, false).unwrap_or_default();
-                let push = h.kind == frame::PUSH_PROMISE;
-                let end = h.has(frame::END_STREAM) && !push;
+                let push = push_of(h, partial);
+                let end = h.has(frame::END_STREAM) && push.is_none();
                 self.block(side, h.stream, end, push, ts, frag, true, out);
             }
             frame::CONTINUATION => self.continuation(side, h, partial, true, out),
@@ -232,7 +236,7 @@ impl Core {
         side: Side,
         stream: u32,
         end_stream: bool,
-        push: bool,
+        push: Push,
         ts: u64,
         frag: &[u8],
         truncated: bool,
@@ -262,8 +266,11 @@ impl Core {
             // The rest of the block may have changed the table.
             self.decoders[i].forget();
         }
-        if push {
+        if let Some(promised) = push {
             self.stats.push_promises += 1;
+            if let Some(id) = promised {
+                self.promised_request(id, ts, b, out);
+            }
             return;
         }
         match side {
@@ -310,11 +317,27 @@ impl Core {
         }
     }
 
-    fn response_block(&mut self, id: u32, end_stream: bool, ts: u64, b: Block, out: &mut Vec<L7Message>) {
-        if id.is_multiple_of(2) {
-            // A pushed response: its request was a PUSH_PROMISE, not a client request.
-            self.stats.pushed_responses += 1;
+    /// A server push: the PUSH_PROMISE's header block is the request of the exchange on the
+    /// promised stream (from the time of the promise); the response follows on that stream.
+    fn promised_request(&mut self, id: u32, ts: u64, b: Block, out: &mut Vec<L7Message>) {
+        if id == 0 || !id.is_multiple_of(2) || self.streams.contains_key(&id) {
+            self.stats.frame_errors += 1;
             return;
+        }
+        self.ensure_stream(id, false, out);
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        s.req_done = true;
+        self.stats.requests += 1;
+        out.push(Msg::new(Kind::Request, ts, b, false).into_message(&self.conn, id, None));
+    }
+
+    fn response_block(&mut self, id: u32, end_stream: bool, ts: u64, b: Block, out: &mut Vec<L7Message>) {
+        if id.is_multiple_of(2) && !self.streams.contains_key(&id) {
+            // A pushed response whose PUSH_PROMISE was not seen (lost in a gap, or before the
+            // capture began): a response without its request, like any other.
+            self.stats.pushed_responses += 1;
         }
         self.ensure_stream(id, true, out);
         let Some(s) = self.streams.get_mut(&id) else {
@@ -542,6 +565,19 @@ impl Core {
             .sum();
         table + streams + pending + self.decoders.iter().map(Decoder::memory).sum::<usize>()
     }
+}
+
+/// `Some` for a PUSH_PROMISE, with the promised stream id when `payload` holds it.
+fn push_of(h: &FrameHeader, payload: &[u8]) -> Push {
+    if h.kind != frame::PUSH_PROMISE {
+        return None;
+    }
+    let at = usize::from(h.has(frame::PADDED));
+    Some(
+        payload
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff),
+    )
 }
 
 /// The header block fragment of a HEADERS / PUSH_PROMISE payload. With `complete` false the

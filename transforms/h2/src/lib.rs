@@ -26,8 +26,10 @@
 //! - `body_bytes` is always set: the sum of DATA payload lengths minus padding, counted from
 //!   frame headers (exact even when payload bytes are lost). `body` holds the first
 //!   `max_body_bytes` of the payload (lossy UTF-8) when that option is non-zero.
-//! - 1xx informational responses are skipped; pushed streams (PUSH_PROMISE and even stream
-//!   ids from the server) are decoded to keep HPACK in step, then ignored.
+//! - 1xx informational responses are skipped.
+//! - Server push: a PUSH_PROMISE's header block is emitted as the request of the promised
+//!   (even) stream, `ts_ns` the promise's; the response on that stream follows as usual. A
+//!   response on an even stream whose promise was not seen is emitted alone.
 //! - gRPC (`content-type: application/grpc*`): `grpc` carries service and method from
 //!   `/pkg.Svc/Method` on both messages; the request carries `request_messages` /
 //!   `request_bytes`, the response `response_messages` / `response_bytes` (5-byte length

@@ -940,12 +940,77 @@ h2!(
     },
     |msgs, stats| {
         let msgs = msgs.unwrap();
-        assert_eq!(msgs.len(), 4);
+        assert_eq!(msgs.len(), 6);
         assert!(msgs.iter().all(|m| m.incomplete.is_empty()));
         assert_eq!(
             (stats.push_promises, stats.pushed_responses, stats.hpack_errors),
-            (1, 1, 0)
+            (1, 0, 0)
         );
+        // The pushed exchange: the promise is its request, stream 2's answer its response.
+        let pushed: Vec<&L7Message> = msgs.iter().filter(|m| m.stream_id == Some(2)).collect();
+        match [&pushed[0].body, &pushed[1].body] {
+            [L7Body::Request(q), L7Body::Response(r)] => {
+                assert_eq!((q.method.as_str(), q.url.as_str()), ("GET", "/pushed.css"));
+                assert_eq!(r.code, 200);
+                assert!(
+                    r.headers
+                        .iter()
+                        .any(|h| h.key == "content-type" && h.value == "text/css")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(pushed[0].ts_ns <= pushed[1].ts_ns);
+    }
+);
+
+h2!(
+    a_refused_push_is_marked_reset,
+    |c, s| {
+        let mut sv = server_start();
+        let pb = s.block(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/p.css"),
+            (":authority", "a"),
+        ]);
+        let mut p = 2u32.to_be_bytes().to_vec();
+        p.extend(pb);
+        frame::write(&mut sv, frame::PUSH_PROMISE, END_HEADERS, 1, &p);
+        sv.extend(s.headers(1, END_STREAM, &[(":status", "200")]));
+        let mut cancel = Vec::new();
+        frame::write(&mut cancel, frame::RST_STREAM, 0, 2, &8u32.to_be_bytes());
+        vec![
+            Step::Feed(C, cat(&[client_start(), c.headers(1, END_STREAM, GET)]), false),
+            Step::Feed(S, sv, false),
+            Step::Feed(C, cancel, false),
+        ]
+    },
+    |msgs, _stats| {
+        let msgs = msgs.unwrap();
+        let pushed: Vec<&L7Message> = msgs.iter().filter(|m| m.stream_id == Some(2)).collect();
+        assert_eq!(pushed.len(), 2, "{msgs:?}");
+        assert!(matches!(&pushed[0].body, L7Body::Request(q) if q.url == "/p.css"));
+        assert_eq!(pushed[1].incomplete, vec![reason::RESPONSE_RESET]);
+    }
+);
+
+h2!(
+    a_push_whose_promise_was_not_seen_is_a_response_alone,
+    |c, s| {
+        // A pushed stream's response with no PUSH_PROMISE before it (lost in a gap, say).
+        let sv = cat(&[
+            server_start(),
+            s.headers(2, 0, &[(":status", "200")]),
+            data(2, END_STREAM, b"a{}"),
+        ]);
+        vec![Step::Feed(C, client_start(), false), Step::Feed(S, sv, false)]
+    },
+    |msgs, stats| {
+        let msgs = msgs.unwrap();
+        assert_eq!(msgs.len(), 1, "the response alone: `match` says its request is missing");
+        assert!(matches!(&msgs[0].body, L7Body::Response(r) if r.code == 200));
+        assert_eq!((stats.push_promises, stats.pushed_responses), (0, 1));
     }
 );
 
