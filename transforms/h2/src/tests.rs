@@ -114,6 +114,24 @@ impl Wire {
         frame::write(&mut out, HEADERS, flags | END_HEADERS, stream, &b);
         out
     }
+    /// A PUSH_PROMISE on `stream` promising `promised` for a GET of `path`.
+    fn push_promise(&mut self, stream: u32, promised: u32, path: &str) -> Vec<u8> {
+        let b = self.block(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "a"),
+        ]);
+        let mut out = Vec::new();
+        frame::write(
+            &mut out,
+            frame::PUSH_PROMISE,
+            END_HEADERS,
+            stream,
+            &[&promised.to_be_bytes()[..], &b].concat(),
+        );
+        out
+    }
 }
 
 fn data(stream: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -911,15 +929,7 @@ h2!(
     push_promise_keeps_table_in_step,
     |c, s| {
         let mut sv = server_start();
-        let pb = s.block(&[
-            (":method", "GET"),
-            (":scheme", "http"),
-            (":path", "/pushed.css"),
-            (":authority", "example.com"),
-        ]);
-        let mut p = 2u32.to_be_bytes().to_vec();
-        p.extend(pb);
-        frame::write(&mut sv, frame::PUSH_PROMISE, END_HEADERS, 1, &p);
+        sv.extend(s.push_promise(1, 2, "/pushed.css"));
         sv.extend(s.headers(1, END_STREAM, &[(":status", "200")]));
         sv.extend(s.headers(2, 0, &[(":status", "200"), ("content-type", "text/css")]));
         sv.extend(data(2, END_STREAM, b"a{}"));
@@ -968,15 +978,7 @@ h2!(
     a_refused_push_is_marked_reset,
     |c, s| {
         let mut sv = server_start();
-        let pb = s.block(&[
-            (":method", "GET"),
-            (":scheme", "http"),
-            (":path", "/p.css"),
-            (":authority", "a"),
-        ]);
-        let mut p = 2u32.to_be_bytes().to_vec();
-        p.extend(pb);
-        frame::write(&mut sv, frame::PUSH_PROMISE, END_HEADERS, 1, &p);
+        sv.extend(s.push_promise(1, 2, "/p.css"));
         sv.extend(s.headers(1, END_STREAM, &[(":status", "200")]));
         let mut cancel = Vec::new();
         frame::write(&mut cancel, frame::RST_STREAM, 0, 2, &8u32.to_be_bytes());
