@@ -689,6 +689,11 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
         n = left;
     }
     let mut keep = true;
+    // Payload bytes read with a frame header that this step completes: the head of a DATA
+    // payload is kept whatever the budget and any other payload whole, so they need no
+    // step of their own (part of them may be the next header, for payloads under 5 bytes:
+    // only the frame's own are taken).
+    let mut ahead = 0u64;
     if flen > 0 {
         if n > flen {
             n = flen;
@@ -712,10 +717,14 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
         let have = ld(&cur.have);
         let need = if have < 9 { 9 - have } else { 0 };
         if n > need {
+            ahead = if n - need > DATA_HEAD { DATA_HEAD } else { n - need };
             n = need;
         }
     }
     if keep {
+        if n + ahead > CHUNK as u64 - filled || copied + n + ahead > H2_COPY_CAP {
+            ahead = 0;
+        }
         if n > CHUNK as u64 - filled {
             n = CHUNK as u64 - filled;
         }
@@ -723,17 +732,18 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
             return STOP;
         }
     }
-    // `n` is final here: what this step moves past.
+    // `n` is what this step moves past (plus the payload bytes a completed header takes
+    // of `ahead`).
     if flen > 0 {
         st(&mut cur.flen, flen - n);
         let dhead = ld(&cur.dhead);
         st(&mut cur.dhead, if n < dhead { dhead - n } else { 0 });
     }
     if keep {
-        let n32 = if n > CHUNK as u64 { CHUNK as u32 } else { n as u32 };
-        let n = n32 as u64;
+        let r = n + ahead;
+        let r32 = if r > CHUNK as u64 { CHUNK as u32 } else { r as u32 };
         let dst = unsafe { s.data.as_mut_ptr().add(filled as usize) };
-        let ret = unsafe { generated::bpf_probe_read_user(dst as *mut c_void, n32, base as *const c_void) };
+        let ret = unsafe { generated::bpf_probe_read_user(dst as *mut c_void, r32, base as *const c_void) };
         if ret != 0 {
             stat(STAT_READ_ERR);
             return STOP;
@@ -742,7 +752,7 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
             // Frame header bytes: also kept aside, as a header may end in a later transfer.
             let have = ld(&cur.have) & 15;
             let at = unsafe { cur.hdr.as_mut_ptr().add(have as usize) };
-            let n9 = if n32 > 9 { 9 } else { n32 };
+            let n9 = if n > 9 { 9 } else { n as u32 };
             if unsafe { generated::bpf_probe_read_user(at as *mut c_void, n9, base as *const c_void) } != 0 {
                 return STOP;
             }
@@ -751,17 +761,19 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
                 let len = (h[0] as u64) << 16 | (h[1] as u64) << 8 | h[2] as u64;
                 // DATA with padding is copied whole: the parser needs its pad length.
                 let copy = h[3] != 0 || h[4] & 0x8 != 0;
-                st(&mut cur.flen, len);
-                st(&mut cur.copy, copy as u64);
-                st(&mut cur.have, 0);
-                let dhead = if copy {
+                let took = if ahead < len { ahead } else { len };
+                let head = if copy {
                     0
                 } else if len < DATA_HEAD {
                     len
                 } else {
                     DATA_HEAD
                 };
-                st(&mut cur.dhead, dhead);
+                st(&mut cur.flen, len - took);
+                st(&mut cur.copy, copy as u64);
+                st(&mut cur.have, 0);
+                st(&mut cur.dhead, if took < head { head - took } else { 0 });
+                n += took;
             } else {
                 st(&mut cur.have, have + n);
             }

@@ -48,6 +48,22 @@ struct DirWalk {
     have: usize,
 }
 
+impl DirWalk {
+    /// Payload bytes kept next, of `rest` in the transfer: a kept payload, or DATA while the
+    /// budget lasts or its head past it (a record holds 4 KiB); None: skipped.
+    fn piece(&self, rest: usize, kept: &Kept, budget: usize) -> Option<usize> {
+        if self.left == 0 || !(self.keep || kept.bytes < budget || self.head > 0) {
+            return None;
+        }
+        let n = self.left.min(rest).min(CHUNK - kept.bytes % CHUNK);
+        Some(if self.keep {
+            n
+        } else {
+            n.min(budget.saturating_sub(kept.bytes).max(self.head))
+        })
+    }
+}
+
 /// Where one direction stands (the kernel's `H2Walk::state`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 enum State {
@@ -96,12 +112,19 @@ impl ConnWalk {
         let mut kept = Kept::default();
         let cap = copy_cap(budget);
         let (mut pos, mut steps) = (0, 0);
+        // The kernel reads up to DATA_HEAD payload bytes in the step that completes their
+        // frame's header: a kept piece that short, right after its header, takes no step.
+        let mut after_header = false;
         while pos < buf.len() {
-            steps += 1;
+            let rest = buf.len() - pos;
+            let piece = w.piece(rest, &kept, budget);
+            let free = std::mem::take(&mut after_header) && piece.is_some_and(|n| n <= DATA_HEAD);
+            if !free {
+                steps += 1;
+            }
             if steps > COPY_STEPS {
                 return self.give_up(i, kept);
             }
-            let rest = buf.len() - pos;
             let n = if w.left == 0 {
                 let n = (FRAME_HEADER - w.have).min(rest);
                 if kept.bytes + n > cap {
@@ -116,16 +139,10 @@ impl ConnWalk {
                     w.keep = h[3] != DATA || h[4] & PADDED != 0;
                     w.head = if w.keep { 0 } else { w.left.min(DATA_HEAD) };
                     w.have = 0;
+                    after_header = true;
                 }
                 n
-            } else if w.keep || kept.bytes < budget || w.head > 0 {
-                // A kept payload, or DATA while the budget lasts or its head past it; a
-                // record holds 4 KiB.
-                let room = CHUNK - kept.bytes % CHUNK;
-                let mut n = w.left.min(rest).min(room);
-                if !w.keep {
-                    n = n.min(budget.saturating_sub(kept.bytes).max(w.head));
-                }
+            } else if let Some(n) = piece {
                 if kept.bytes + n > cap {
                     return self.give_up(i, kept);
                 }
@@ -305,6 +322,29 @@ mod tests {
         assert_eq!(w.capture(&big, Some(false), 1), [0..9 + DATA_HEAD]);
         assert_eq!(w.capture(&tail, Some(false), 1), [0..1], "the budget only");
         assert_eq!(w.lost, 0);
+    }
+
+    #[test]
+    fn a_payload_head_is_read_with_its_frame_header() {
+        // 500 DATA frames past the budget: a step for each header (with its payload's
+        // head) and one to skip the rest; 1 000 WINDOW_UPDATEs: one step each.
+        let data: Vec<u8> = (0..500).flat_map(|i| frame(0, 0, 1 + 2 * i, &[0; 100])).collect();
+        let updates: Vec<u8> = (0..1000).flat_map(|_| frame(8, 0, 0, &[0, 0, 1, 0])).collect();
+        for (name, t) in [("data", &data), ("window updates", &updates)] {
+            let mut w = ConnWalk::default();
+            w.capture(PREFACE, Some(true), 16);
+            let kept: usize = w.capture(t, Some(false), 16).iter().map(|r| r.len()).sum();
+            assert_eq!(w.lost, 0, "{name}: within COPY_STEPS");
+            // The first frame: its header and the 16-byte budget; each other: header and head.
+            assert_eq!(
+                kept,
+                if name == "data" {
+                    16 + 499 * (9 + DATA_HEAD)
+                } else {
+                    t.len()
+                }
+            );
+        }
     }
 
     #[test]
