@@ -253,8 +253,9 @@ pub struct H2Walk {
     pub dhead: u8,
 }
 
-/// Steps one transfer may take in `bpf_loop` (a step is part of a frame header, or one copy
-/// or skip within one iovec segment): a 256 KiB write of 16 KiB DATA frames takes ~50.
+/// Steps one transfer may take in `bpf_loop` (a step is part of a frame header with up to
+/// DATA_HEAD bytes of its payload, or one copy or skip within one iovec segment): a 256 KiB
+/// write of 16 KiB DATA frames takes ~35.
 /// Without `bpf_loop` a prefix capture takes at most MAX_CHUNKS + MAX_IOV.
 pub const COPY_STEPS: u32 = 1024;
 /// iovec segments a walk follows (UIO_MAXIOV).

@@ -4,13 +4,14 @@
 //! A transfer is captured as a prefix of `max_capture_bytes` bytes, except on a connection
 //! whose client began with the HTTP/2 preface, or that switched to h2c by Upgrade (the
 //! server's first answer a 101): there every frame header and non-DATA payload is kept
-//! wherever it lies in the transfer, and DATA payload while the transfer's budget lasts
-//! and past it each payload's first [`DATA_HEAD`] bytes (a gRPC length prefix); the frame
-//! in progress carries over to the next transfer. The
-//! kernel's limits are mirrored: at most [`COPY_STEPS`] steps and [`copy_cap`] kept bytes
-//! per transfer, beyond which the walk is given up and the direction is captured as a
-//! prefix from then on (a step here is a frame header, a payload, or a 4 KiB record; the
-//! kernel also counts iovec segments, which a capture file does not show).
+//! wherever it lies in the transfer, DATA payload while the transfer's budget lasts, and
+//! past it each DATA payload's first [`DATA_HEAD`] bytes (a gRPC length prefix); the frame
+//! in progress carries over to the next transfer. The kernel's limits are mirrored: at
+//! most [`COPY_STEPS`] steps and [`copy_cap`] kept bytes per transfer, beyond which the
+//! walk is given up and the direction is captured as a prefix from then on (a step here is
+//! a frame header with up to [`DATA_HEAD`] bytes of its payload, the rest of a payload, or
+//! a 4 KiB record; the kernel also counts iovec segments, which a capture file does not
+//! show).
 
 use std::ops::Range;
 
