@@ -161,7 +161,9 @@ impl Conn {
             Proto::Http1 { .. } | Proto::Http2(_) => {
                 let from_client = Some(ev.direction) == self.client_dir;
                 self.feed(from_client, &ev.data, ev.ts_ns, lim, s, c, out);
-                self.missing(from_client, missing, s, c, out);
+                if missing > 0 {
+                    self.missing(from_client, missing, s, c, out);
+                }
             }
         }
         self.emitted |= out.len() > before;
@@ -307,7 +309,8 @@ impl Conn {
         }
     }
 
-    /// `n` bytes after the last feed were not captured.
+    /// `n` bytes after the last feed were not captured (rare: out of line).
+    #[cold]
     fn missing(&mut self, from_client: bool, n: u64, s: &mut Scratch, c: &mut ConnCounters, out: &mut Vec<L7Message>) {
         if n == 0 {
             return;
