@@ -246,6 +246,10 @@ pub struct ConnInfo {
 pub enum L7Body {
     Request(HttpRequest),
     Response(HttpResponse),
+    /// The stream was reset before any response head (HTTP/2: a client's cancel, a refused
+    /// stream): the request on it gets no response. `match` pairs it like a response and
+    /// emits the request's record without one, marked by the message's `incomplete`.
+    NoResponse,
     /// The connection ended: unanswered requests on it can be flushed now.
     Closed,
 }

@@ -460,7 +460,7 @@ impl Core {
             match s.resp.as_mut() {
                 Some(_) if ended_by_server => {}
                 Some(m) => m.mark(reason::RESPONSE_RESET),
-                None => s.resp = Some(Box::new(Msg::reset_placeholder(ts, s.call.is_some()))),
+                None => s.resp = Some(Box::new(Msg::reset_placeholder(ts))),
             }
         }
         self.finish(Side::Server, id, out);

@@ -35,6 +35,8 @@
 //!   `request_bytes`, the response `response_messages` / `response_bytes` (5-byte length
 //!   prefix, compressed flag 0 or 1, lengths as sent) and `status` / `message` from the
 //!   trailers or a trailers-only response (`grpc-message` percent-decoded).
+//! - A stream reset before its response head gives `L7Body::NoResponse` (marked
+//!   `response_reset`, at the time of the reset), so `match` emits the request at once.
 //! - Not emitted here: `L7Body::Closed` (the caller knows when the connection ends).
 //!
 //! # `incomplete` reasons (see [`reason`])

@@ -110,6 +110,8 @@ impl Block {
 pub enum Kind {
     Request,
     Response,
+    /// In place of a response that never began (see [`Msg::reset_placeholder`]).
+    NoResponse,
 }
 
 /// gRPC state of one direction of a call.
@@ -160,9 +162,10 @@ impl Msg {
         m
     }
 
-    /// A response that never came: the stream was reset before response headers.
-    pub fn reset_placeholder(ts_ns: u64, grpc_call: bool) -> Msg {
-        let mut m = Msg::new(Kind::Response, ts_ns, Block::default(), grpc_call);
+    /// A response that never came: the stream was reset before response headers
+    /// (emitted as [`L7Body::NoResponse`]).
+    pub fn reset_placeholder(ts_ns: u64) -> Msg {
+        let mut m = Msg::new(Kind::NoResponse, ts_ns, Block::default(), false);
         m.mark(reason::RESPONSE_RESET);
         m
     }
@@ -193,7 +196,7 @@ impl Msg {
         if b.truncated {
             self.mark(match self.kind {
                 Kind::Request => reason::REQUEST_TRUNCATED,
-                Kind::Response => reason::RESPONSE_TRUNCATED,
+                Kind::Response | Kind::NoResponse => reason::RESPONSE_TRUNCATED,
             });
         }
         if self.headers.is_empty() {
@@ -212,7 +215,7 @@ impl Msg {
     pub fn mark_gap(&mut self) {
         self.mark(match self.kind {
             Kind::Request => reason::REQUEST_GAP,
-            Kind::Response => reason::RESPONSE_GAP,
+            Kind::Response | Kind::NoResponse => reason::RESPONSE_GAP,
         });
         self.body_closed = true;
     }
@@ -272,6 +275,7 @@ impl Msg {
                     info.response_messages = counts.map(|c| c.0);
                     info.response_bytes = counts.map(|c| c.1);
                 }
+                Kind::NoResponse => {}
             }
             Box::new(info)
         });
@@ -291,6 +295,7 @@ impl Msg {
                 body_bytes: Some(self.body_bytes),
                 body,
             }),
+            Kind::NoResponse => L7Body::NoResponse,
         };
         L7Message {
             conn: Arc::clone(conn),

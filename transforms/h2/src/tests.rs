@@ -332,6 +332,7 @@ h2!(
                         L7Body::Response(r) => {
                             format!("{} {:?} {:?}", r.code, r.body_bytes, r.body)
                         }
+                        L7Body::NoResponse => "no response".into(),
                         L7Body::Closed => "closed".into(),
                     },
                 )
@@ -532,13 +533,13 @@ h2!(
     |msgs, stats| {
         let msgs = msgs.unwrap();
         assert_eq!(msgs.len(), 4);
-        // Stream 3 cancelled by the client before any response: a code-0 placeholder at the RST time.
+        // Stream 3 cancelled by the client before any response: no response, at the RST time.
         assert_eq!(
-            (msgs[2].stream_id, resp(&msgs[2]).code, msgs[2].ts_ns),
-            (Some(3), 0, 3000)
+            (msgs[2].stream_id, &msgs[2].body, msgs[2].ts_ns),
+            (Some(3), &L7Body::NoResponse, 3000)
         );
         assert_eq!(msgs[2].incomplete, vec![reason::RESPONSE_RESET]);
-        assert!(msgs[2].grpc.is_some());
+        assert!(msgs[2].grpc.is_none(), "nothing of a response to count");
         assert_eq!(
             (msgs[3].stream_id, resp(&msgs[3]).code, resp(&msgs[3]).body_bytes),
             (Some(1), 200, Some(3))

@@ -202,6 +202,8 @@ fn ours(parsed: &Parsed) -> Vec<Seen> {
                     headers.extend(r.headers.iter().map(|h| (h.key.to_string(), h.value.to_string())));
                     true
                 }
+                // A reset before the response: no header block to compare with tshark's.
+                L7Body::NoResponse => true,
                 L7Body::Closed => panic!("Closed is not ours to emit"),
             };
             headers.sort();

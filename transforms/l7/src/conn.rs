@@ -488,6 +488,6 @@ fn emit_h1(info: &Arc<ConnInfo>, msgs: &mut Vec<Http1Message>, out: &mut Vec<L7M
 pub(crate) fn headers_mut(m: &mut L7Message) -> Option<&mut Vec<perisco_engine::event::Header>> {
     match &mut m.body {
         L7Body::Request(HttpRequest { headers, .. }) | L7Body::Response(HttpResponse { headers, .. }) => Some(headers),
-        L7Body::Closed => None,
+        L7Body::NoResponse | L7Body::Closed => None,
     }
 }

@@ -267,7 +267,7 @@ impl Matcher {
         let id = msg.conn.conn_id;
         match msg.body {
             L7Body::Request(_) => self.request(id, msg, out),
-            L7Body::Response(_) => self.response(id, msg, out),
+            L7Body::Response(_) | L7Body::NoResponse => self.response(id, msg, out),
             L7Body::Closed => {
                 if let Some(mut p) = self.conns.pop(&id) {
                     self.waiting -= p.len();
@@ -317,7 +317,8 @@ impl Matcher {
             }
             None => {
                 self.stats.unmatched_responses += 1;
-                if self.unmatched == UnmatchedResponses::Emit {
+                // A reset stream whose request was not seen: nothing to report of it.
+                if self.unmatched == UnmatchedResponses::Emit && !matches!(msg.body, L7Body::NoResponse) {
                     self.stats.records += 1;
                     out.push(build_record(None, Some(msg), Some(REQUEST_MISSING)));
                 }
@@ -402,7 +403,8 @@ pub fn build_record(
         }
     }
     if let Some(mut m) = resp {
-        if has_req {
+        // `NoResponse` (a stream reset before any response head) adds only its reasons.
+        if has_req && !matches!(m.body, L7Body::NoResponse) {
             r.l7.latency_ns = Some(m.ts_ns.saturating_sub(r.ts));
         }
         r.incomplete.append(&mut m.incomplete);

@@ -331,3 +331,29 @@ fn config_defaults_and_validation() {
 fn toml_like<T: serde::de::DeserializeOwned>(json: &str) -> T {
     serde_json::from_str(json).unwrap()
 }
+
+/// A stream reset before any response head: the request's record, no response and no
+/// latency, the reset said; with its request unseen, nothing is emitted (even with `emit`).
+#[test]
+fn a_stream_reset_before_its_response_has_no_response() {
+    let reset = |stream| {
+        Box::new(L7Message {
+            conn: conn(1),
+            ts_ns: 900,
+            stream_id: Some(stream),
+            body: L7Body::NoResponse,
+            grpc: None,
+            incomplete: vec![Incomplete::Borrowed("response_reset")],
+        })
+    };
+    let cfg = MatchConfig {
+        unmatched_responses: UnmatchedResponses::Emit,
+        ..MatchConfig::default()
+    };
+    let (got, m) = run(cfg, vec![req(1, "/slow", 100, Some(3)), reset(3), reset(5)]);
+    assert_eq!(got, ["/slow 0 None [\"response_reset\"]"]);
+    assert_eq!(
+        (m.stats().records, m.stats().unmatched_responses, m.waiting()),
+        (1, 1, 0)
+    );
+}

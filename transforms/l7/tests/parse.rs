@@ -47,6 +47,7 @@ fn brief(m: &L7Message) -> String {
             r.method, r.url, m.ts_ns, m.stream_id, m.incomplete
         ),
         L7Body::Response(r) => format!("{who} {} @{} {:?} {:?}", r.code, m.ts_ns, m.stream_id, m.incomplete),
+        L7Body::NoResponse => format!("{who} no response @{} {:?} {:?}", m.ts_ns, m.stream_id, m.incomplete),
         L7Body::Closed => format!("{who} closed"),
     }
 }
@@ -138,7 +139,7 @@ fn sensitive_headers_are_redacted_by_default() {
         .flat_map(|m| match &m.body {
             L7Body::Request(r) => r.headers.clone(),
             L7Body::Response(r) => r.headers.clone(),
-            L7Body::Closed => vec![],
+            L7Body::NoResponse | L7Body::Closed => vec![],
         })
         .map(|h| (h.key.to_string(), h.value.to_string()))
         .collect();
