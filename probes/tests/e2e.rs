@@ -153,6 +153,7 @@ fn every_exchange_is_recorded_once_by_the_perisco_binary() {
     std::fs::create_dir_all(d.join("py")).unwrap();
     std::fs::write(d.join("py/a.txt"), b"alpha\n").unwrap();
     std::fs::write(d.join("index.txt"), b"h2c body\n").unwrap();
+    std::fs::write(d.join("pushed.txt"), b"pushed with index.txt\n").unwrap();
     let (py_port, nginx_port, h2_port, grpc_port, quiet_port) =
         (free_port(), free_port(), free_port(), free_port(), free_port());
     let agent = Agent::start(&bin, d, &[py_port, nginx_port, h2_port, grpc_port]);
@@ -172,8 +173,9 @@ fn every_exchange_is_recorded_once_by_the_perisco_binary() {
     )
     .unwrap();
     let h2 = ChildGuard::spawn(
+        // Server push: the PUSH_PROMISE is the request of a record of its own.
         Command::new("nghttpd")
-            .args(["--no-tls", "-d"])
+            .args(["--no-tls", "-p/index.txt=/pushed.txt", "-d"])
             .arg(d)
             .arg(h2_port.to_string())
             .stdout(Stdio::null()),
@@ -213,6 +215,7 @@ fn every_exchange_is_recorded_once_by_the_perisco_binary() {
         ("GET", "/index.html".into(), 200, nginx_port, ngx.id()),
         ("GET", "/nope".into(), 404, nginx_port, ngx.id()),
         ("GET", "/index.txt".into(), 200, h2_port, h2.id()),
+        ("GET", "/pushed.txt".into(), 200, h2_port, h2.id()),
         ("POST", "/test.Echo/Say".into(), 200, grpc_port, grpc.id()),
     ];
     let records = agent.settle_and_stop(want.len());
