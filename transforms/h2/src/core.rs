@@ -43,9 +43,13 @@ pub struct PendingBlock {
     pub buf: Vec<u8>,
 }
 
-/// Whether a header block is a PUSH_PROMISE, and the stream it promises (None when not
-/// captured).
-pub type Push = Option<Option<u32>>;
+/// Whether a header block is a PUSH_PROMISE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    No,
+    /// The stream it promises (None when that part of the frame was not captured).
+    Promise(Option<u32>),
+}
 
 #[derive(Debug, Default)]
 pub struct Stream {
@@ -134,7 +138,7 @@ impl Core {
                 } else {
                     self.pending[i] = Some(Box::new(PendingBlock {
                         stream: h.stream,
-                        end_stream: h.has(frame::END_STREAM) && push.is_none(),
+                        end_stream: h.has(frame::END_STREAM) && push == Push::No,
                         push,
                         ts,
                         buf: frag.to_vec(),
@@ -210,7 +214,7 @@ impl Core {
                 // Only the fragment part of what was captured: padding is at the end.
                 let frag = fragment(h, partial, false).unwrap_or_default();
                 let push = push_of(h, partial);
-                let end = h.has(frame::END_STREAM) && push.is_none();
+                let end = h.has(frame::END_STREAM) && push == Push::No;
                 self.block(side, h.stream, end, push, ts, frag, true, out);
             }
             frame::CONTINUATION => self.continuation(side, h, partial, true, out),
@@ -266,7 +270,7 @@ impl Core {
             // The rest of the block may have changed the table.
             self.decoders[i].forget();
         }
-        if let Some(promised) = push {
+        if let Push::Promise(promised) = push {
             self.stats.push_promises += 1;
             if let Some(id) = promised {
                 self.promised_request(id, ts, b, out);
@@ -567,13 +571,13 @@ impl Core {
     }
 }
 
-/// `Some` for a PUSH_PROMISE, with the promised stream id when `payload` holds it.
+/// A PUSH_PROMISE and its promised stream id (when `payload` holds it), or not a push.
 fn push_of(h: &FrameHeader, payload: &[u8]) -> Push {
     if h.kind != frame::PUSH_PROMISE {
-        return None;
+        return Push::No;
     }
     let at = usize::from(h.has(frame::PADDED));
-    Some(
+    Push::Promise(
         payload
             .get(at..at + 4)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff),
