@@ -808,9 +808,9 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
 /// segments are gathered into the same record, and the last record carries FLAG_LAST.
 /// Most transfers are captured as a prefix of `max_capture` bytes. A connection whose client
 /// began with the HTTP/2 preface, or switched to h2c by Upgrade ([`decide_walk`]), is walked
-/// frame by frame instead: frame headers and
-/// non-DATA payloads are copied wherever they are in the transfer, DATA payloads within
-/// `max_capture` bytes and past them each payload's first DATA_HEAD bytes. Skipped bytes are holes between records (`chunk_off` jumps),
+/// frame by frame instead: frame headers and non-DATA payloads are copied wherever they are
+/// in the transfer, DATA payloads within `max_capture` bytes and past them each payload's
+/// first DATA_HEAD bytes. Skipped bytes are holes between records (`chunk_off` jumps),
 /// which userspace turns into known-length skips the HTTP/2 parser follows. The walk carries
 /// over between transfers in `c.h2[dir]`; when it cannot finish a transfer (COPY_STEPS,
 /// H2_COPY_CAP, a failed read, a full ring) it is given up (H2_OFF) and the direction is
