@@ -10,6 +10,7 @@
 # prints the average ns per run of each socket program (kernel.bpf_stats_enabled) and the
 # records written. Needs nghttpd, h2load and bpftool (scripts/setup.d/10-ebpf.sh).
 set -euo pipefail
+. "$(cd "$(dirname "$0")" && pwd)/pipeline.sh"
 [ $# -ge 2 ] || { sed -n 2,11p "$0"; exit 2; }
 before=$1 after=$2 pairs=${3:-4}
 for c in nghttpd h2load bpftool; do
@@ -20,26 +21,11 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$dir"' EXIT
 mkdir "$dir/www"
 head -c 40000 /dev/urandom | base64 >"$dir/www/big.txt"
 echo '<html>hi</html>' >"$dir/www/index.html"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-api=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
+api=$(free_port)
 nghttpd --no-tls -d "$dir/www" "$port" >/dev/null 2>&1 &
-cat >"$dir/pipeline.toml" <<EOF
-[api]
-address = "127.0.0.1:$api"
-[sources.cap]
-type = "ebpf_socket"
-ports = [$port]
-[transforms.l7]
-type = "parse"
-inputs = ["cap"]
-[transforms.m]
-type = "match"
-inputs = ["l7"]
-[sinks.f]
-type = "file"
-inputs = ["m"]
-path = "$dir/out.jsonl"
-EOF
+write_pipeline "$dir/pipeline.toml" "type = \"ebpf_socket\"
+ports = [$port]" "$dir/out.jsonl" "$api"
 sysctl -q kernel.bpf_stats_enabled=1
 
 run() { # BIN LABEL

@@ -1,4 +1,4 @@
-# Sourced by the bench scripts (probes/bench/*.sh, scripts/bench-l7-e2e.sh): the pipeline
+# Sourced by the bench scripts (probes/bench/*.sh, scripts/bench-*.sh) and scripts/interop/run.sh: the pipeline
 # they measure, SOURCE → parse → match → file, and the helpers around it.
 
 # free_port: a TCP port free on 127.0.0.1 right now.

@@ -7,12 +7,13 @@
 # Not part of CI (it installs several servers and an npm package); docs/l7.md lists what it
 # covers. Usage:
 #
-#   scripts/interop/run.sh [PERISCO_BIN]    # default: target/release/perisco (built)
+#   scripts/interop/run.sh [PERISCO_BIN]    # default: $PERISCO_BIN, else the release build
 #   WORK=/tmp/perisco-interop                # servers' files, logs, records.jsonl
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 work=${WORK:-/tmp/perisco-interop}
+. "$root/probes/bench/pipeline.sh"
 bin=${1:-}
 [ "$(id -u)" = 0 ] || { echo "needs root (eBPF)" >&2; exit 1; }
 mkdir -p "$work/www"
@@ -29,12 +30,8 @@ if [ ${#need[@]} -gt 0 ]; then
   for s in lighttpd h2o haproxy; do service "$s" stop >/dev/null 2>&1 || true; done
 fi
 [ -d node_modules/@grpc/grpc-js ] || npm install --silent --prefix "$work" @grpc/grpc-js >/dev/null
-if [ -z "$bin" ]; then
-  (cd "$root" && cargo build --release -p perisco)
-  bin="${CARGO_TARGET_DIR:-$root/target}/release/perisco"
-fi
+[ -n "$bin" ] || bin=$(perisco_bin "$root")
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 GO=$(free_port) LIGHT=$(free_port) H2O=$(free_port) PROXY=$(free_port) BACK=$(free_port)
 GRPC=$(free_port) GPROXY=$(free_port) PUSH=$(free_port) WS=$(free_port) API=$(free_port)
 pids=()
@@ -95,23 +92,9 @@ for p in $GO $BACK $LIGHT $H2O $PROXY $GRPC $PUSH; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.1; done
 done
 
-cat >pipeline.toml <<EOF
-[api]
-address = "127.0.0.1:$API"
-[sources.capture]
-type = "ebpf_socket"
-ports = [$GO, $BACK, $LIGHT, $H2O, $PROXY, $GRPC, $GPROXY, $PUSH, $WS]
-[transforms.l7]
-type = "parse"
-inputs = ["capture"]
-[transforms.pairs]
-type = "match"
-inputs = ["l7"]
-[sinks.out]
-type = "file"
-inputs = ["pairs"]
-path = "$work/records.jsonl"
-EOF
+write_pipeline pipeline.toml "type = \"ebpf_socket\"
+ports = [$GO, $BACK, $LIGHT, $H2O, $PROXY, $GRPC, $GPROXY, $PUSH, $WS]" \
+  "$work/records.jsonl" "$API"
 rm -f records.jsonl
 "$bin" --config pipeline.toml >agent.log 2>&1 &
 agent=$!
