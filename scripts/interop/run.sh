@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real HTTP/1, h2c and gRPC implementations beyond the test suite, against the perisco
 # binary with live eBPF (root): Go net/http, lighttpd, h2o, haproxy (h2 front, HTTP/1 and
-# h2 backends), node @grpc/grpc-js, nghttpd server push, ApacheBench, a WebSocket upgrade.
+# h2 backends), node @grpc/grpc-js, the JDK's HttpClient (h2c by Upgrade), nghttpd server
+# push, ApacheBench, a WebSocket upgrade.
 # Each client's exchanges are counted, and the records must hold exactly those:
 # (method, path, status, server port), every gRPC call with its status and message counts.
 # Not part of CI (it installs several servers and an npm package); docs/l7.md lists what it
@@ -21,7 +22,7 @@ cd "$work"
 
 need=()
 for c in go:golang-go lighttpd:lighttpd h2o:h2o haproxy:haproxy node:nodejs npm:npm \
-  nghttpd:nghttp2-server nghttp:nghttp2-client h2load:nghttp2-client ab:apache2-utils curl:curl; do
+  java:openjdk-17-jdk-headless nghttpd:nghttp2-server nghttp:nghttp2-client h2load:nghttp2-client ab:apache2-utils curl:curl; do
   command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -140,6 +141,13 @@ for port in $GRPC $GPROXY $GRPC; do
   w "POST /test.Echo/Say 200 $port 40"; w "POST /test.Echo/Many 200 $port 20"
   w "POST /test.Echo/Sum 200 $port 20"; w "POST /test.Echo/Chat 200 $port 20"
 done
+
+# The JDK: h2c by Upgrade with h2o (JDK 17 fails rather than queues past lighttpd's
+# stream limit); HTTP/1.1 with Go's server, which declines the upgrade.
+java "$here/Client.java" "http://127.0.0.1:$H2O" 30 | tee java1.out | grep -q "HTTP_2"
+java "$here/Client.java" "http://127.0.0.1:$GO" 30 >java2.out
+w "GET /index.html 200 $H2O 10"; w "GET /big.txt 200 $H2O 10"; w "GET /missing 404 $H2O 10"
+w "GET /index.html 200 $GO 10"; w "GET /big.txt 200 $GO 10"; w "GET /missing 404 $GO 10"
 
 for _ in 1 2 3; do nghttp -n "http://127.0.0.1:$PUSH/index.html"; done
 w "GET /index.html 200 $PUSH 3"; w "GET /a.json 200 $PUSH 3"; w "GET /big.txt 200 $PUSH 3"
