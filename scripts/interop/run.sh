@@ -99,6 +99,7 @@ ports = [$GO, $BACK, $LIGHT, $H2O, $PROXY, $GRPC, $GPROXY, $PUSH, $WS]" \
 rm -f records.jsonl
 "$bin" --config pipeline.toml >agent.log 2>&1 &
 agent=$!
+pids+=("$agent") # stopped on any exit, also when a client fails
 for _ in $(seq 1 600); do grep -q "frame walk" agent.log && break; sleep 0.2; done
 grep -o "HTTP/2 frame walk [a-z]*" agent.log
 
