@@ -248,13 +248,13 @@ pub struct H2Walk {
     pub state: u8,
     /// 1 = the current frame's payload is copied in full (anything but DATA, or padded DATA).
     pub copy: u8,
-    /// Bytes of the current DATA payload's head still copied past the budget (of
-    /// [`DATA_HEAD`]).
+    /// Bytes of the current DATA payload's head still copied past the budget ([`DATA_HEAD`],
+    /// or the whole of a payload up to [`DATA_SMALL`]).
     pub dhead: u8,
 }
 
 /// Steps one transfer may take in `bpf_loop` (a step is part of a frame header with up to
-/// DATA_HEAD bytes of its payload, or one copy or skip within one iovec segment): a 256 KiB
+/// DATA_SMALL bytes of its payload, or one copy or skip within one iovec segment): a 256 KiB
 /// write of 16 KiB DATA frames takes ~35.
 /// Without `bpf_loop` a prefix capture takes at most MAX_CHUNKS + MAX_IOV.
 pub const COPY_STEPS: u32 = 1024;
@@ -266,6 +266,10 @@ pub const H2_COPY_CAP: u64 = 2 * MAX_CAPTURE as u64;
 /// is spent: a gRPC message's length prefix (flag + 4-byte length), so message counts stay
 /// exact when each message starts a DATA frame, however far into a write it is.
 pub const DATA_HEAD: u64 = 5;
+/// A DATA payload up to this long is copied whole even past the budget: small messages
+/// that a proxy packs into one frame (haproxy, for a server stream) keep every prefix.
+/// Read with the frame header, in the same step.
+pub const DATA_SMALL: u64 = 64;
 /// The HTTP/2 client connection preface.
 pub const H2_PREFACE: [u8; 24] = *b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

@@ -691,8 +691,8 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
     let mut keep = true;
     // Payload bytes read with a frame header that this step completes: the head of a DATA
     // payload is kept whatever the budget and any other payload whole, so they need no
-    // step of their own (part of them may be the next header, for payloads under 5 bytes:
-    // only the frame's own are taken).
+    // step of their own (part of them may be the next header, for short payloads: only
+    // the frame's own are taken; of a DATA payload, only its head).
     let mut ahead = 0u64;
     if flen > 0 {
         if n > flen {
@@ -700,7 +700,8 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
         }
         if ld(&cur.copy) == 0 {
             // DATA: copied while this transfer's budget lasts, and past it the payload's
-            // first DATA_HEAD bytes (a walk only); skipped otherwise.
+            // head (DATA_HEAD bytes, or all of a DATA_SMALL one; a walk only); skipped
+            // otherwise.
             let room = if copied < budget { budget - copied } else { 0 };
             let dhead = ld(&cur.dhead);
             let allow = if room > dhead { room } else { dhead };
@@ -717,7 +718,7 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
         let have = ld(&cur.have);
         let need = if have < 9 { 9 - have } else { 0 };
         if n > need {
-            ahead = if n - need > DATA_HEAD { DATA_HEAD } else { n - need };
+            ahead = if n - need > DATA_SMALL { DATA_SMALL } else { n - need };
             n = need;
         }
     }
@@ -764,11 +765,13 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
                 let took = if ahead < len { ahead } else { len };
                 let head = if copy {
                     0
-                } else if len < DATA_HEAD {
+                } else if len <= DATA_SMALL {
                     len
                 } else {
                     DATA_HEAD
                 };
+                // Of a larger DATA payload, only its head counts as read now.
+                let took = if took > head && !copy { head } else { took };
                 st(&mut cur.flen, len - took);
                 st(&mut cur.copy, copy as u64);
                 st(&mut cur.have, 0);
@@ -810,7 +813,7 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
 /// began with the HTTP/2 preface, or switched to h2c by Upgrade ([`decide_walk`]), is walked
 /// frame by frame instead: frame headers and non-DATA payloads are copied wherever they are
 /// in the transfer, DATA payloads within `max_capture` bytes and past them each payload's
-/// first DATA_HEAD bytes. Skipped bytes are holes between records (`chunk_off` jumps),
+/// head (DATA_HEAD bytes, or all of one up to DATA_SMALL). Skipped bytes are holes between records (`chunk_off` jumps),
 /// which userspace turns into known-length skips the HTTP/2 parser follows. The walk carries
 /// over between transfers in `c.h2[dir]`; when it cannot finish a transfer (COPY_STEPS,
 /// H2_COPY_CAP, a failed read, a full ring) it is given up (H2_OFF) and the direction is

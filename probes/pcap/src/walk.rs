@@ -5,11 +5,12 @@
 //! whose client began with the HTTP/2 preface, or that switched to h2c by Upgrade (the
 //! server's first answer a 101): there every frame header and non-DATA payload is kept
 //! wherever it lies in the transfer, DATA payload while the transfer's budget lasts, and
-//! past it each DATA payload's first [`DATA_HEAD`] bytes (a gRPC length prefix); the frame
+//! past it each DATA payload's first [`DATA_HEAD`] bytes (a gRPC length prefix; all of one
+//! up to [`DATA_SMALL`] bytes); the frame
 //! in progress carries over to the next transfer. The kernel's limits are mirrored: at
 //! most [`COPY_STEPS`] steps and [`copy_cap`] kept bytes per transfer, beyond which the
 //! walk is given up and the direction is captured as a prefix from then on (a step here is
-//! a frame header with up to [`DATA_HEAD`] bytes of its payload, the rest of a payload, or
+//! a frame header with the first bytes of its payload, the rest of a payload, or
 //! a 4 KiB record; the kernel also counts iovec segments, which a capture file does not
 //! show).
 
@@ -31,6 +32,8 @@ const UPGRADE_HEAD_MAX: usize = 256;
 const FRAME_HEADER: usize = 9;
 /// Bytes of every DATA payload kept past the budget (`DATA_HEAD`: a gRPC length prefix).
 const DATA_HEAD: usize = 5;
+/// A DATA payload up to this long is kept whole past the budget (`DATA_SMALL`).
+const DATA_SMALL: usize = 64;
 const DATA: u8 = 0;
 const PADDED: u8 = 0x8;
 
@@ -113,13 +116,15 @@ impl ConnWalk {
         let mut kept = Kept::default();
         let cap = copy_cap(budget);
         let (mut pos, mut steps) = (0, 0);
-        // The kernel reads up to DATA_HEAD payload bytes in the step that completes their
-        // frame's header: a kept piece that short, right after its header, takes no step.
+        // The kernel reads a payload's first bytes in the step that completes its frame's
+        // header (up to DATA_SMALL; of a larger DATA payload its head): a piece it covers,
+        // right after its header, takes no step.
         let mut after_header = false;
         while pos < buf.len() {
             let rest = buf.len() - pos;
             let piece = w.piece(rest, &kept, budget);
-            let free = std::mem::take(&mut after_header) && piece.is_some_and(|n| n <= DATA_HEAD);
+            let covered = if w.keep { DATA_SMALL } else { w.head };
+            let free = std::mem::take(&mut after_header) && piece.is_some_and(|n| n <= covered);
             if !free {
                 steps += 1;
             }
@@ -138,7 +143,11 @@ impl ConnWalk {
                     let h = w.hdr;
                     w.left = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
                     w.keep = h[3] != DATA || h[4] & PADDED != 0;
-                    w.head = if w.keep { 0 } else { w.left.min(DATA_HEAD) };
+                    w.head = match (w.keep, w.left) {
+                        (true, _) => 0,
+                        (false, n) if n <= DATA_SMALL => n,
+                        (false, _) => DATA_HEAD,
+                    };
                     w.have = 0;
                     after_header = true;
                 }
@@ -305,7 +314,7 @@ mod tests {
         let message = |n: usize| [vec![0, 0, 0, 0, n as u8], vec![b'm'; n]].concat();
         let mut out = Vec::new();
         let mut want = Vec::new();
-        for (stream, n) in [(1, 200), (3, 2), (5, 100)] {
+        for (stream, n) in [(1, 200), (3, 70), (5, 100)] {
             let h = frame(1, 4, stream, &[0x88; 4]);
             let d = frame(0, 1, stream, &message(n));
             let at = out.len();
@@ -315,6 +324,9 @@ mod tests {
             out.extend(d);
         }
         assert_eq!(w.capture(&out, Some(false), 16), want);
+        // Five small messages a proxy packed into one frame: kept whole, every prefix in it.
+        let packed = frame(0, 0, 7, &(0..5).flat_map(|_| message(2)).collect::<Vec<u8>>());
+        assert_eq!(w.capture(&packed, Some(false), 1), [0..packed.len()]);
         // A 2-byte DATA payload is kept whole; a frame's head is kept once, not per step.
         let tiny = frame(0, 0, 7, &[1, 2]);
         assert_eq!(w.capture(&tiny, Some(false), 1), [0..tiny.len()]);
@@ -352,12 +364,12 @@ mod tests {
     fn a_frame_and_its_header_carry_over_between_transfers() {
         let mut w = ConnWalk::default();
         w.capture(PREFACE, Some(true), 16);
-        let d = frame(0, 0, 1, &[b'x'; 50]);
+        let d = frame(0, 0, 1, &[b'x'; 100]);
         let h = frame(1, 4, 1, &[0x88; 3]);
-        // Transfer 1: the DATA header and 10 payload bytes; transfer 2: 40 more payload
+        // Transfer 1: the DATA header and 10 payload bytes; transfer 2: 90 more payload
         // bytes and 4 bytes of the next header; transfer 3: the rest of that header.
         let all = [d.clone(), h.clone()].concat();
-        let (t1, t2, t3) = (&all[..19], &all[19..63], &all[63..]);
+        let (t1, t2, t3) = (&all[..19], &all[19..113], &all[113..]);
         assert_eq!(
             w.capture(t1, Some(false), 12),
             [0..14],
@@ -365,8 +377,8 @@ mod tests {
         );
         assert_eq!(
             w.capture(t2, Some(false), 12),
-            [0..12, 40..44],
-            "12 of the 40 DATA bytes, then the header"
+            [0..12, 90..94],
+            "12 of the 90 DATA bytes, then the header"
         );
         assert_eq!(w.capture(t3, Some(false), 12), [0..t3.len()]);
         assert_eq!(w.lost, 0);
