@@ -762,7 +762,6 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
                 let len = (h[0] as u64) << 16 | (h[1] as u64) << 8 | h[2] as u64;
                 // DATA with padding is copied whole: the parser needs its pad length.
                 let copy = h[3] != 0 || h[4] & 0x8 != 0;
-                let took = if ahead < len { ahead } else { len };
                 let head = if copy {
                     0
                 } else if len <= DATA_SMALL {
@@ -770,8 +769,10 @@ extern "C" fn copy_step(_index: u64, _ctx: *mut c_void) -> i64 {
                 } else {
                     DATA_HEAD
                 };
-                // Of a larger DATA payload, only its head counts as read now.
-                let took = if took > head && !copy { head } else { took };
+                // Of the bytes read ahead, the frame's own: a copied payload's, a DATA
+                // payload's head.
+                let own = if copy { len } else { head };
+                let took = if ahead < own { ahead } else { own };
                 st(&mut cur.flen, len - took);
                 st(&mut cur.copy, copy as u64);
                 st(&mut cur.have, 0);

@@ -134,6 +134,12 @@ impl Wire {
     }
 }
 
+fn rst(stream: u32, code: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    frame::write(&mut out, frame::RST_STREAM, 0, stream, &code.to_be_bytes());
+    out
+}
+
 fn data(stream: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     frame::write(&mut out, DATA, flags, stream, payload);
@@ -503,10 +509,6 @@ h2!(
 h2!(
     rst_stream_marks_and_placeholder,
     |c, s| {
-        let mut rst_cancel = Vec::new();
-        frame::write(&mut rst_cancel, frame::RST_STREAM, 0, 3, &8u32.to_be_bytes());
-        let mut rst_srv = Vec::new();
-        frame::write(&mut rst_srv, frame::RST_STREAM, 0, 1, &2u32.to_be_bytes());
         vec![
             Step::Feed(
                 C,
@@ -526,8 +528,8 @@ h2!(
                 ]),
                 false,
             ),
-            Step::Feed(C, rst_cancel, false),
-            Step::Feed(S, rst_srv, false),
+            Step::Feed(C, rst(3, 8), false), // CANCEL
+            Step::Feed(S, rst(1, 2), false), // INTERNAL_ERROR
         ]
     },
     |msgs, stats| {
@@ -555,11 +557,6 @@ h2!(
         // node's http2 server answers a body-less response with HEADERS (no END_STREAM)
         // and then RST_STREAM(NO_ERROR); the client sees a complete 404. A client's
         // NO_ERROR reset in the middle of a response still cuts it.
-        let rst = |stream| {
-            let mut f = Vec::new();
-            frame::write(&mut f, frame::RST_STREAM, 0, stream, &frame::NO_ERROR.to_be_bytes());
-            f
-        };
         vec![
             Step::Feed(
                 C,
@@ -575,13 +572,13 @@ h2!(
                 cat(&[
                     server_start(),
                     s.headers(1, 0, &[(":status", "404")]),
-                    rst(1),
+                    rst(1, frame::NO_ERROR),
                     s.headers(3, 0, &[(":status", "200")]),
                     data(3, 0, b"par"),
                 ]),
                 false,
             ),
-            Step::Feed(C, rst(3), false),
+            Step::Feed(C, rst(3, frame::NO_ERROR), false),
         ]
     },
     |msgs, stats| {
@@ -981,12 +978,10 @@ h2!(
         let mut sv = server_start();
         sv.extend(s.push_promise(1, 2, "/p.css"));
         sv.extend(s.headers(1, END_STREAM, &[(":status", "200")]));
-        let mut cancel = Vec::new();
-        frame::write(&mut cancel, frame::RST_STREAM, 0, 2, &8u32.to_be_bytes());
         vec![
             Step::Feed(C, cat(&[client_start(), c.headers(1, END_STREAM, GET)]), false),
             Step::Feed(S, sv, false),
-            Step::Feed(C, cancel, false),
+            Step::Feed(C, rst(2, 8), false),
         ]
     },
     |msgs, _stats| {
