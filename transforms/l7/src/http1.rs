@@ -7,6 +7,7 @@
 //! never stored unless `max_body_bytes` asks for a prefix.
 
 mod body;
+mod fast;
 mod head;
 
 use std::collections::VecDeque;
@@ -17,6 +18,8 @@ use perisco_engine::event::{HttpRequest, HttpResponse};
 use crate::redact::Redactor;
 
 use body::{Chunk, chunked, end_message, keep_body, set_body_bytes, start_body};
+#[doc(hidden)]
+pub use fast::check_against_httparse;
 use head::{Framing, Parsed, find_head_start, parse_request, parse_response, partial_request_line, push_pending};
 pub use head::{Looks, looks_like_request, looks_like_response};
 
@@ -565,6 +568,17 @@ fn cut_head(dir: &mut Dir, cx: &mut Cx<'_>) {
             r.body_bytes = None;
         }
         cx.out.push(m);
+    }
+}
+
+/// A seeded xorshift generator for the tests' random inputs.
+#[cfg(test)]
+fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
     }
 }
 

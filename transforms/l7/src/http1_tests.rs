@@ -562,13 +562,7 @@ fn detection_helpers() {
 /// Random bytes in both directions, random splits: never panics, bounded state.
 #[test]
 fn random_input_never_panics() {
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15);
     let pieces: [&[u8]; 8] = [
         b"GET / HTTP/1.1\r\n",
         b"HTTP/1.1 200 OK\r\n",
@@ -591,7 +585,7 @@ fn random_input_never_panics() {
             for _ in 0..rnd() % 4 {
                 data.extend_from_slice(pieces[(rnd() % 8) as usize]);
             }
-            let flow = if rnd() % 2 == 0 { C } else { S };
+            let flow = if rnd().is_multiple_of(2) { C } else { S };
             match rnd() % 10 {
                 0 => {
                     conn.gap(flow, rnd() % 5, &mut out);

@@ -1,5 +1,6 @@
 //! The HTTP/1 parser on arbitrary bytes in both directions, cut at arbitrary points,
 //! with truncations, gaps and a close: it must never panic and its state stays bounded.
+//! The fast head parser must agree with httparse on every head it takes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,6 +10,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&cfg, mut rest)) = data.split_first() else {
         return;
     };
+    // As they come, and after a start line (so that header lines alone make a head).
+    perisco_l7::http1::check_against_httparse(rest);
+    for start in [&b"GET / HTTP/1.1\r\n"[..], b"HTTP/1.1 200 OK\r\n"] {
+        perisco_l7::http1::check_against_httparse(&[start, rest].concat());
+    }
     let limits = Http1Limits {
         max_head_bytes: 256 + usize::from(cfg & 0x0f) * 64,
         max_body_bytes: usize::from(cfg >> 4),

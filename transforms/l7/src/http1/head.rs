@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use memchr::memmem;
 use perisco_engine::event::{Header, HttpRequest, HttpResponse, Text};
 
-use super::{Cx, Flow, Head, Http1Message, MAX_HEADERS, RequestMeta};
+use super::{Cx, Flow, Head, Http1Message, MAX_HEADERS, RequestMeta, fast};
 use crate::redact::{REDACTED, Redactor};
 
 pub(super) fn parser_config() -> httparse::ParserConfig {
@@ -55,16 +55,14 @@ pub(super) struct HeaderFacts {
 }
 
 impl HeaderFacts {
-    fn note(&mut self, h: &httparse::Header<'_>) {
-        let name = h.name.as_bytes();
-        // The length first: most headers are none of these three.
+    fn note(&mut self, name: &[u8], value: &[u8]) {
         match name.len() {
-            14 if name.eq_ignore_ascii_case(b"content-length") => match parse_decimal(h.value) {
+            14 if name.eq_ignore_ascii_case(b"content-length") => match parse_decimal(value) {
                 Some(n) if self.content_length.is_none_or(|o| o == n) => self.content_length = Some(n),
                 _ => self.bad_length = true,
             },
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default().trim_ascii();
+                let last = value.rsplit(|b| *b == b',').next().unwrap_or_default().trim_ascii();
                 if last.eq_ignore_ascii_case(b"chunked") {
                     self.chunked = true;
                 } else if !last.is_empty() {
@@ -72,8 +70,7 @@ impl HeaderFacts {
                 }
             }
             7 if name.eq_ignore_ascii_case(b"upgrade") => {
-                self.upgrade_h2c = h
-                    .value
+                self.upgrade_h2c = value
                     .split(|b| *b == b',')
                     .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"h2c"));
             }
@@ -99,41 +96,68 @@ pub(super) fn protocol(version: Option<u8>) -> Cow<'static, str> {
     }
 }
 
-/// Owned copies of the header fields, and what they say about framing (one pass over
-/// them). `head` is the whole head when it is valid UTF-8 (checked once: values are almost
-/// always ASCII), so each value is a slice of it rather than a UTF-8 check of its own.
-/// Values of headers the redactor lists are replaced here; the last item is how many.
-pub(super) fn read_headers(
-    headers: &[httparse::Header<'_>],
-    src: &[u8],
-    head: Option<&str>,
-    redactor: Option<&Redactor>,
-) -> (Vec<Header>, HeaderFacts, u64) {
-    let base = src.as_ptr() as usize;
-    let mut facts = HeaderFacts::default();
-    let mut out = Vec::with_capacity(headers.len());
-    let mut redacted = 0;
-    for h in headers {
-        facts.note(h);
-        if redactor.is_some_and(|r| r.matches(h.name.as_bytes())) && h.value != REDACTED.as_bytes() {
-            redacted += 1;
-            out.push(Header {
-                key: Text::from(h.name),
-                value: Text::const_new(REDACTED),
-            });
-            continue;
+/// Owned copies of a head's fields, what they say about framing (one pass over them), and
+/// how many values were redacted: listed values are replaced here, never copied.
+pub(super) struct Fields<'r> {
+    pub list: Vec<Header>,
+    pub facts: HeaderFacts,
+    pub redacted: u64,
+    redactor: Option<&'r Redactor>,
+}
+
+impl<'r> Fields<'r> {
+    pub fn new(redactor: Option<&'r Redactor>) -> Self {
+        Fields {
+            list: Vec::new(),
+            facts: HeaderFacts::default(),
+            redacted: 0,
+            redactor,
         }
-        let start = (h.value.as_ptr() as usize).wrapping_sub(base);
-        let value = head
-            .and_then(|t| t.get(start..start.checked_add(h.value.len())?))
-            .map(Text::from)
-            .unwrap_or_else(|| Text::from(String::from_utf8_lossy(h.value)));
-        out.push(Header {
-            key: Text::from(h.name),
+    }
+
+    pub fn reserve(&mut self, n: usize) {
+        self.list.reserve_exact(n);
+    }
+
+    /// A field whose value is text.
+    pub fn add_text(&mut self, name: &str, value: &str) {
+        self.add(name, value.as_bytes(), || Text::from(value));
+    }
+
+    /// httparse's fields. `head` is the whole head when it is valid UTF-8 (checked once:
+    /// values are almost always ASCII), so each value is a slice of it rather than a UTF-8
+    /// check of its own.
+    fn add_parsed(&mut self, headers: &[httparse::Header<'_>], src: &[u8], head: Option<&str>) {
+        let base = src.as_ptr() as usize;
+        self.reserve(headers.len());
+        for h in headers {
+            let start = (h.value.as_ptr() as usize).wrapping_sub(base);
+            self.add(h.name, h.value, || {
+                head.and_then(|t| t.get(start..start.checked_add(h.value.len())?))
+                    .map(Text::from)
+                    .unwrap_or_else(|| Text::from(String::from_utf8_lossy(h.value)))
+            });
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, name: &str, value: &[u8], text: impl FnOnce() -> Text) {
+        // Only three names say anything about framing; their lengths rule out the rest here,
+        // without a call per field.
+        if matches!(name.len(), 7 | 14 | 17) {
+            self.facts.note(name.as_bytes(), value);
+        }
+        let value = if self.redactor.is_some_and(|r| r.matches(name.as_bytes())) && value != REDACTED.as_bytes() {
+            self.redacted += 1;
+            Text::const_new(REDACTED)
+        } else {
+            text()
+        };
+        self.list.push(Header {
+            key: Text::from(name),
             value,
         });
     }
-    (out, facts, redacted)
 }
 
 /// The head as text when it is valid UTF-8. simdutf8: std's check was ~5 % of an
@@ -143,15 +167,19 @@ fn head_text(src: &[u8], len: usize) -> Option<&str> {
 }
 
 pub(super) fn parse_request(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed {
-    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let len = match parser_config().parse_request_with_uninit_headers(&mut req, src, &mut storage) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Error,
+    let mut fields = Fields::new(cx.redactor);
+    let (len, method, target, version) = match fast::request(src, &mut fields) {
+        Some(r) => (r.len, r.method, r.target, Some(r.version)),
+        None => {
+            // What a fast pass read before giving up is dropped: httparse reads it all.
+            fields = Fields::new(cx.redactor);
+            match httparse_request(src, |h, len| fields.add_parsed(h, src, head_text(src, len))) {
+                Ok(head) => head,
+                Err(n) => return n.into(),
+            }
+        }
     };
-    let method = req.method.unwrap_or_default();
-    let (headers, f, redacted) = read_headers(req.headers, src, head_text(src, len), cx.redactor);
+    let f = &fields.facts;
     let framing = if f.bad_length || f.other_encoding {
         return Parsed::Error;
     } else if f.chunked {
@@ -162,18 +190,18 @@ pub(super) fn parse_request(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed {
     let meta = RequestMeta {
         head: method == "HEAD",
         connect: method == "CONNECT",
-        upgrade_h2c: f.upgrade_h2c && req.version == Some(1),
+        upgrade_h2c: f.upgrade_h2c && version == Some(1),
     };
     push_pending(cx, meta);
     *cx.h2c_offered |= meta.upgrade_h2c;
-    cx.counters.redacted += redacted;
+    cx.counters.redacted += fields.redacted;
     let msg = Http1Message {
         ts_ns,
         head: Head::Request(HttpRequest {
-            protocol: protocol(req.version),
+            protocol: protocol(version),
             method: Text::from(method),
-            url: Text::from(req.path.unwrap_or_default()),
-            headers,
+            url: Text::from(target),
+            headers: fields.list,
             body_bytes: None,
             body: None,
         }),
@@ -196,22 +224,31 @@ pub(super) fn push_pending(cx: &mut Cx<'_>, meta: RequestMeta) {
 }
 
 pub(super) fn parse_response(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed {
-    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut []);
-    let len = match parser_config().parse_response_with_uninit_headers(&mut resp, src, &mut storage) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Error,
+    let mut fields = Fields::new(cx.redactor);
+    let (len, code, version) = match fast::response(src, &mut fields) {
+        Some(r) => (r.len, r.code, Some(r.version)),
+        None => {
+            fields = Fields::new(cx.redactor);
+            // An interim response's fields are not kept.
+            let read = |h: &[httparse::Header<'_>], len, code| {
+                if !is_interim(code) {
+                    fields.add_parsed(h, src, head_text(src, len));
+                }
+            };
+            match httparse_response(src, read) {
+                Ok(head) => head,
+                Err(n) => return n.into(),
+            }
+        }
     };
-    let code = resp.code.unwrap_or_default();
-    if (100..200).contains(&code) && code != 101 {
+    if is_interim(code) {
         return Parsed::Head {
             len,
             framing: Framing::Interim,
             msg: None,
         };
     }
-    let (headers, f, redacted) = read_headers(resp.headers, src, head_text(src, len), cx.redactor);
+    let f = &fields.facts;
     let meta = cx.pending.pop_front().unwrap_or_default();
     if meta.upgrade_h2c && code != 101 {
         *cx.h2c_offered = false;
@@ -236,13 +273,13 @@ pub(super) fn parse_response(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed 
     } else {
         f.content_length.map_or(Framing::UntilClose, Framing::Length)
     };
-    cx.counters.redacted += redacted;
+    cx.counters.redacted += fields.redacted;
     let msg = Http1Message {
         ts_ns,
         head: Head::Response(HttpResponse {
-            protocol: protocol(resp.version),
+            protocol: protocol(version),
             code,
-            headers,
+            headers: fields.list,
             body_bytes: None,
             body: None,
         }),
@@ -254,6 +291,66 @@ pub(super) fn parse_response(src: &[u8], ts_ns: u64, cx: &mut Cx<'_>) -> Parsed 
         framing,
         msg: Some(msg),
     }
+}
+
+/// Why httparse found no head.
+pub(super) enum NotHead {
+    Partial,
+    Invalid,
+}
+
+impl From<NotHead> for Parsed {
+    fn from(n: NotHead) -> Parsed {
+        match n {
+            NotHead::Partial => Parsed::Partial,
+            NotHead::Invalid => Parsed::Error,
+        }
+    }
+}
+
+/// httparse on a request head: its length, method, target and version; `fields` is given
+/// the header fields and the length.
+pub(super) fn httparse_request<'a>(
+    src: &'a [u8],
+    fields: impl FnOnce(&[httparse::Header<'a>], usize),
+) -> Result<(usize, &'a str, &'a str, Option<u8>), NotHead> {
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match parser_config().parse_request_with_uninit_headers(&mut req, src, &mut storage) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Err(NotHead::Partial),
+        Err(_) => return Err(NotHead::Invalid),
+    };
+    fields(req.headers, len);
+    Ok((
+        len,
+        req.method.unwrap_or_default(),
+        req.path.unwrap_or_default(),
+        req.version,
+    ))
+}
+
+/// httparse on a response head: its length, status code and version; `fields` is given the
+/// header fields, the length and the code.
+pub(super) fn httparse_response<'a>(
+    src: &'a [u8],
+    fields: impl FnOnce(&[httparse::Header<'a>], usize, u16),
+) -> Result<(usize, u16, Option<u8>), NotHead> {
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match parser_config().parse_response_with_uninit_headers(&mut resp, src, &mut storage) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Err(NotHead::Partial),
+        Err(_) => return Err(NotHead::Invalid),
+    };
+    let code = resp.code.unwrap_or_default();
+    fields(resp.headers, len, code);
+    Ok((len, code, resp.version))
+}
+
+/// 1xx but 101: an interim response, the final one follows.
+fn is_interim(code: u16) -> bool {
+    (100..200).contains(&code) && code != 101
 }
 
 /// "METHOD partial-url" from a request line cut before its end.
