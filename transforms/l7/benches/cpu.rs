@@ -32,28 +32,6 @@ fn usage() -> (u64, u64, u64) {
     (ns(ru.ru_utime), ns(ru.ru_stime), ru.ru_minflt as u64)
 }
 
-/// The host's speed now, for comparing runs: httparse alone on the bench's request and
-/// response heads, pairs per CPU-second (best of `passes` passes). This VM's host has
-/// slow phases in which every program runs slower; the ratio of exchanges to this
-/// reference stays put when the machine's speed moves.
-fn reference(passes: usize) -> f64 {
-    let mut best = 0f64;
-    for _ in 0..passes {
-        let t0 = cpu_ns();
-        let n = 200_000;
-        for _ in 0..n {
-            let mut h = [httparse::EMPTY_HEADER; 16];
-            let mut req = httparse::Request::new(&mut h);
-            std::hint::black_box(req.parse(std::hint::black_box(common::H1_REQ)).ok());
-            let mut h = [httparse::EMPTY_HEADER; 16];
-            let mut resp = httparse::Response::new(&mut h);
-            std::hint::black_box(resp.parse(std::hint::black_box(common::H1_RESP)).ok());
-        }
-        best = best.max(n as f64 / ((cpu_ns() - t0) as f64 / 1e9));
-    }
-    best
-}
-
 /// Passes per workload; `PERISCO_BENCH_PASSES` overrides (e.g. 1 under valgrind, to count
 /// instructions per exchange).
 fn passes() -> usize {
@@ -125,15 +103,18 @@ fn main() {
         // Eleven passes, each on fresh state; the machine is a shared VM, so the best pass
         // (least CPU time) is the figure, with the median beside it.
         let n_passes = passes();
+        let show_usage = std::env::var_os("PERISCO_BENCH_USAGE").is_some();
         let mut passes = Vec::new();
         for _ in 0..n_passes {
             let mut parser = Parser::new(&ParseConfig::default());
             let mut matcher = Matcher::new(&MatchConfig::default());
-            let (c0, w0, u0) = (cpu_ns(), Instant::now(), usage());
+            // Outside the timed span: a system call each, and only when asked for.
+            let u0 = show_usage.then(usage);
+            let (c0, w0) = (cpu_ns(), Instant::now());
             let n = feed(&mut events, &mut parser, &mut matcher);
             let (cpu, wall) = ((cpu_ns() - c0) as f64 / 1e9, w0.elapsed().as_secs_f64());
-            let u1 = usage();
-            if std::env::var_os("PERISCO_BENCH_USAGE").is_some() {
+            if let Some(u0) = u0 {
+                let u1 = usage();
                 eprintln!(
                     "  pass: {:.0} k/s, user {} ms, system {} ms, minor faults {}",
                     n as f64 / cpu / 1e3,
@@ -154,14 +135,5 @@ fn main() {
             median.0 / 1e3,
             best.1 / 1e3,
         );
-        if name == "http1-stream" {
-            let r = reference(n_passes.min(5));
-            println!(
-                "  host speed now: httparse alone parses {:.0} k request+response heads/s per CPU-second; \
-                 best exchanges / that = {:.3}",
-                r / 1e3,
-                best.0 / r
-            );
-        }
     }
 }

@@ -193,19 +193,8 @@ fn stops(block: &[u8; 16]) -> Stops {
 #[target_feature(enable = "sse2")]
 fn stops_sse2(b: &[u8; 16]) -> Stops {
     use std::arch::x86_64::*;
-    let half = |i: usize| {
-        i64::from_le_bytes([
-            b[i],
-            b[i + 1],
-            b[i + 2],
-            b[i + 3],
-            b[i + 4],
-            b[i + 5],
-            b[i + 6],
-            b[i + 7],
-        ])
-    };
-    let v = _mm_set_epi64x(half(8), half(0));
+    let x = u128::from_le_bytes(*b);
+    let v = _mm_set_epi64x((x >> 64) as i64, x as i64);
     let below_space = _mm_cmpeq_epi8(_mm_and_si128(v, _mm_set1_epi8(0xe0u8 as i8)), _mm_setzero_si128());
     let del = _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f));
     Stops {
